@@ -1,0 +1,3 @@
+"""Agents, one module per algorithm; importing this package registers them all."""
+
+from recip_tourney.agents import fixed, lola, naive, reciprocator  # noqa: F401

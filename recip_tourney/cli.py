@@ -1,0 +1,241 @@
+"""The ``recip-tourney`` command line: run, table, check, list.
+
+Every user mistake is a :class:`~recip_tourney.errors.UserError`: one line on stderr, exit
+code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recip_tourney import registry
+from recip_tourney.config import PROFILES, load_config
+from recip_tourney.errors import UserError
+from recip_tourney.tables import regression, render
+from recip_tourney.tables.results import ResultSet
+from recip_tourney.tournament.runner import run_tournament
+from recip_tourney.tournament.store import atomic_write_text
+
+app = typer.Typer(
+    help="Round-robin tournaments of learning agents in sequential social dilemmas.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+err = Console(stderr=True)
+out = Console(soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+TABLES = ("payoff", "cooperation", "both")
+
+
+def user_errors(command: F) -> F:
+    """Turn a UserError into one line on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UserError as exc:
+            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _choice(value: str, valid: tuple[str, ...], what: str) -> str:
+    if value not in valid:
+        raise UserError(f"unknown {what} {value!r}; valid choices: {', '.join(valid)}")
+    return value
+
+
+def _positive(value: int | None, option: str) -> None:
+    if value is not None and value < 1:
+        raise UserError(f"{option} must be a positive integer, got {value}")
+
+
+@app.command()
+@user_errors
+def run(
+    game: Annotated[str | None, typer.Option(help="Game to play (see `list`).")] = None,
+    agents: Annotated[
+        str | None, typer.Option(help="Comma-separated roster; default: the game's full roster.")
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(help="Repetitions per pairing [default: 5].")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Parallel workers [default: all cores].")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Results directory [default: results/<game>].")
+    ] = None,
+    profile: Annotated[str, typer.Option(help="Shipped config: paper or ci.")] = "paper",
+    config: Annotated[Path | None, typer.Option(help="YAML config file to merge.")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: key.sub=value.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Move an incompatible results directory aside and start over.")
+    ] = False,
+    stat: Annotated[str, typer.Option(help="Spread shown: mean, sem, std or ci95.")] = "sem",
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Play every ordered pairing (self-play included) x seeds and print the payoff table."""
+    _positive(seeds, "--seeds")
+    _positive(jobs, "--jobs")
+    _choice(profile, PROFILES, "profile")
+    _choice(stat, render.STATS, "statistic")
+    sets = list(overrides or [])
+    if agents is not None:
+        names = [a.strip() for a in agents.split(",") if a.strip()]
+        if not names:
+            raise UserError("--agents needs at least one agent name")
+        sets.append(f"roster=[{', '.join(names)}]")
+    if seeds is not None:
+        sets.append(f"seeds={seeds}")
+    cfg = load_config(game, profile, config, sets)
+    target = out_dir or Path("results") / cfg.game
+    try:
+        report = run_tournament(
+            cfg,
+            target,
+            jobs=jobs or os.cpu_count() or 1,
+            force=force,
+            console=err,
+            progress=not quiet,
+        )
+    except KeyboardInterrupt:
+        err.print(
+            f"[yellow]interrupted: finished matches are saved in {target}; run the same "
+            "command again to resume[/yellow]"
+        )
+        raise typer.Exit(130) from None
+    err.print(
+        f"{report.played} matches played, {report.skipped} reused, in {report.elapsed_s:.1f} s; "
+        f"results in {target}",
+        highlight=False,
+    )
+    rs = ResultSet.from_dir(target)
+    out.print(render.rich_payoff_table(rs, stat))
+
+
+@app.command()
+@user_errors
+def table(
+    directory: Annotated[
+        Path | None, typer.Argument(help="Results directory [default: results/<game>].")
+    ] = None,
+    game: Annotated[str, typer.Option(help="Game whose default directory to read.")] = (
+        "ipd-analytic"
+    ),
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="markdown, csv, latex or json [default: terminal table]."),
+    ] = None,
+    stat: Annotated[str, typer.Option(help="Spread shown: mean, sem, std or ci95.")] = "sem",
+    which: Annotated[str, typer.Option("--table", help="payoff, cooperation or both.")] = "both",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE.")] = None,
+) -> None:
+    """Payoff and cooperation tables of a results directory, in the paper's layout.
+
+    CSV holds one tidy table: with --table both and -o FILE, the cooperation table goes to
+    FILE's sibling ``<stem>.cooperation.csv``; to stdout, CSV shows the payoff table.
+    """
+    _choice(stat, render.STATS, "statistic")
+    _choice(which, TABLES, "table")
+    if fmt is not None:
+        _choice(fmt, render.FORMATS, "format")
+    rs = ResultSet.from_dir(directory or Path("results") / game)
+    if fmt is None:
+        if output is not None:
+            raise UserError("-o needs --format (markdown, csv, latex or json)")
+        if which in ("payoff", "both"):
+            out.print(render.rich_payoff_table(rs, stat))
+        if which in ("cooperation", "both"):
+            out.print(render.rich_cooperation_table(rs, stat))
+        return
+    if fmt == "json":
+        _emit(render.render_json(rs), output)
+        return
+    if fmt == "csv" and which == "both":
+        _emit(render.render_payoff(rs, "csv", stat), output)
+        if output is not None:
+            _emit(
+                render.render_cooperation(rs, "csv", stat),
+                output.with_name(f"{output.stem}.cooperation{output.suffix or '.csv'}"),
+            )
+        return
+    parts = []
+    if which in ("payoff", "both"):
+        parts.append(render.render_payoff(rs, fmt, stat))
+    if which in ("cooperation", "both"):
+        parts.append(render.render_cooperation(rs, fmt, stat))
+    _emit("\n\n".join(p.rstrip("\n") for p in parts) + "\n", output)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        atomic_write_text(output, text)
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
+    err.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
+@user_errors
+def check(
+    directory: Annotated[Path, typer.Argument(help="Results directory to check.")],
+    against: Annotated[Path, typer.Option(help="Golden payoff CSV (from `table --format csv`).")],
+    atol: Annotated[float, typer.Option(help="Absolute tolerance per cell.")] = 1e-6,
+) -> None:
+    """Compare a payoff table with a golden file: exit 1 and a per-cell diff if any cell moved."""
+    if not atol >= 0:
+        raise UserError(f"--atol must be a non-negative number, got {atol}")
+    golden = regression.load_golden(against)
+    result = regression.compare(ResultSet.from_dir(directory).payoff(), golden, atol)
+    typer.echo(result.text())
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+@user_errors
+def list_(
+    game: Annotated[str | None, typer.Option(help="Only this game's agents.")] = None,
+) -> None:
+    """Games and agents in the registry, with their metadata."""
+    games = [registry.game(game)] if game else list(registry.games().values())
+    gt = Table(title="Games", title_justify="left")
+    for col in ("game", "family", "agents", "description"):
+        gt.add_column(col)
+    for g in games:
+        names = ", ".join(a.name for a in registry.agents(g.name))
+        gt.add_row(g.name, g.family, names, g.summary)
+    out.print(gt)
+    at = Table(title="Agents", title_justify="left")
+    for col in ("agent", "game", "learns", "parameters (defaults)", "description", "reference"):
+        at.add_column(col)
+    for g in games:
+        for a in registry.agents(g.name):
+            defaults = ", ".join(f"{k}={v}" for k, v in a.params().model_dump().items()) or "-"
+            at.add_row(
+                a.name, a.game, "yes" if a.learns else "no", defaults, a.summary, a.reference
+            )
+    out.print(at)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

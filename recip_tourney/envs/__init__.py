@@ -1,0 +1,1 @@
+"""The games, as pure batched torch functions over explicit state."""

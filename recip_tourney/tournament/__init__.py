@@ -1,0 +1,1 @@
+"""Scheduling, playing and storing the matches of a tournament."""

@@ -1,0 +1,245 @@
+"""The results directory: a manifest plus one JSON file per finished match.
+
+Layout::
+
+    DIR/run.json                 manifest: game, settings hash, resolved config, versions, schedule
+    DIR/matches/<match_id>.json  one record per finished match (schema ``MATCH_SCHEMA``)
+    DIR/corrupt/                 unreadable match files, moved aside (never deleted) and recomputed
+
+Every file is written atomically (temporary file in the same folder, fsync, rename), so a
+killed run leaves either a whole record or none. A record is only trusted after it parses,
+carries the expected schema and keys, and its ``match_id`` matches its file name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from recip_tourney.errors import UserError
+
+RUN_SCHEMA = "recip-tourney/run/1"
+MATCH_SCHEMA = "recip-tourney/match/1"
+MANIFEST = "run.json"
+MATCHES = "matches"
+CORRUPT = "corrupt"
+MATCH_KEYS = frozenset(
+    {
+        "schema",
+        "match_id",
+        "game",
+        "settings_hash",
+        "agent",
+        "opponent",
+        "agent_params",
+        "opponent_params",
+        "seed_index",
+        "seed",
+        "summary",
+        "cooperation",
+        "curves",
+    }
+)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def validate_match(record: Any, expected_id: str | None = None) -> str | None:
+    """Return why ``record`` is not a valid match record, or None when it is."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if record.get("schema") != MATCH_SCHEMA:
+        return f"schema is {record.get('schema')!r}, expected {MATCH_SCHEMA!r}"
+    missing = MATCH_KEYS - record.keys()
+    if missing:
+        return f"missing keys {sorted(missing)}"
+    if expected_id is not None and record["match_id"] != expected_id:
+        return f"match_id {record['match_id']!r} does not match the file name"
+    summary = record["summary"]
+    if not isinstance(summary, dict) or not all(
+        isinstance(summary.get(k), int | float) for k in ("reward", "opponent_reward")
+    ):
+        return "summary rewards missing or not numbers"
+    return None
+
+
+class ResultsDir:
+    """A tournament's results directory.
+
+    Parameters
+    ----------
+    path : Path
+        The directory; created on :meth:`prepare`.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.matches = self.path / MATCHES
+
+    # ----------------------------------------------------------------- manifest
+    def manifest(self) -> dict[str, Any] | None:
+        """The stored manifest, None when there is none; UserError when it is unreadable."""
+        file = self.path / MANIFEST
+        if not file.exists():
+            return None
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"corrupt results manifest {file}: {exc}") from None
+        if not isinstance(data, dict) or data.get("schema") != RUN_SCHEMA:
+            raise UserError(f"corrupt results manifest {file}: not a recip-tourney run manifest")
+        return data
+
+    def prepare(self, manifest: dict[str, Any], *, force: bool = False) -> Path | None:
+        """Check that ``manifest`` may write here, merge it with the stored one, store it.
+
+        Refuses (UserError) a directory holding results of another game, of different
+        settings, or of an agent with different parameters, unless ``force``; with ``force``
+        the old directory is moved aside to a timestamped sibling, never deleted. Agents and
+        scheduled matches of earlier runs are kept in the manifest. Returns the path the old
+        directory was moved to, if any.
+        """
+        self._check_writable()
+        old = self.manifest()
+        moved = None
+        if old is not None and force:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            moved = self.path.with_name(f"{self.path.name}.old-{stamp}")
+            shutil.move(str(self.path), moved)
+            self._check_writable()
+        elif old is not None:
+            self._check_compatible(old, manifest)
+            manifest = {
+                **manifest,
+                "created": old.get("created", manifest.get("created")),
+                "agents": {**old.get("agents", {}), **manifest.get("agents", {})},
+                "schedule": _union(old.get("schedule", []), manifest.get("schedule", [])),
+                "runs": old.get("runs", []) + manifest.get("runs", []),
+            }
+        atomic_write_json(self.path / MANIFEST, manifest)
+        return moved
+
+    def _check_compatible(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        hint = "choose another --out, or pass --force to move the old results aside"
+        if old.get("game") != new["game"]:
+            raise UserError(
+                f"{self.path} holds results of game {old.get('game')!r}, not "
+                f"{new['game']!r}; {hint}"
+            )
+        if old.get("settings_hash") != new["settings_hash"]:
+            raise UserError(
+                f"{self.path} holds results made with different settings (hash "
+                f"{old.get('settings_hash')} != {new['settings_hash']}); refusing to mix "
+                f"them: {hint}"
+            )
+        old_agents = old.get("agents", {})
+        for name, params in new.get("agents", {}).items():
+            if name in old_agents and old_agents[name] != params:
+                raise UserError(
+                    f"{self.path} holds results of agent {name!r} with parameters "
+                    f"{old_agents[name]}, not {params}; refusing to mix them: {hint}"
+                )
+
+    def _check_writable(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".probe"):
+                pass
+        except OSError as exc:
+            raise UserError(f"cannot write results to {self.path}: {exc.strerror or exc}") from None
+
+    # ------------------------------------------------------------------ matches
+    def match_files(self) -> list[Path]:
+        """All match files, sorted by name."""
+        if not self.matches.is_dir():
+            return []
+        return sorted(self.matches.glob("*.json"))
+
+    def _read(self, file: Path) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            record = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return None, f"unreadable JSON ({exc})"
+        problem = validate_match(record, expected_id=file.stem)
+        return (None, problem) if problem else (record, None)
+
+    def finished(self, settings_hash: str) -> tuple[set[str], list[str]]:
+        """Ids of valid finished matches, and a line per corrupt file moved aside.
+
+        Corrupt files (and records of other settings) are moved to ``corrupt/`` so that
+        they are recomputed and still available for inspection.
+        """
+        done: set[str] = set()
+        reports = []
+        for file in self.match_files():
+            record, problem = self._read(file)
+            if record is not None and record["settings_hash"] != settings_hash:
+                problem = "made with different settings"
+            if problem is None:
+                done.add(file.stem)
+                continue
+            target = self.path / CORRUPT / f"{file.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(file), target)
+            reports.append(f"{file}: {problem}; moved to {target} and recomputing")
+        return done, reports
+
+    def write_match(self, record: dict[str, Any]) -> Path:
+        """Atomically store one finished match."""
+        problem = validate_match(record)
+        if problem:
+            raise ValueError(f"refusing to store an invalid match record: {problem}")
+        file = self.matches / f"{record['match_id']}.json"
+        atomic_write_json(file, record)
+        return file
+
+    def records(self) -> list[dict[str, Any]]:
+        """All match records for analysis; UserError on the first corrupt file.
+
+        Analysis never guesses: a corrupt file stops it with a line naming the file, and
+        ``recip-tourney run`` with the same ``--out`` recomputes it.
+        """
+        if not self.path.is_dir():
+            raise UserError(f"no results directory at {self.path}")
+        if self.manifest() is None:
+            raise UserError(f"{self.path} is not a recip-tourney results directory (no {MANIFEST})")
+        out = []
+        for file in self.match_files():
+            record, problem = self._read(file)
+            if record is None:
+                raise UserError(
+                    f"corrupt results file {file}: {problem}; re-run `recip-tourney run` with "
+                    "the same --out to recompute it"
+                )
+            out.append(record)
+        return out
+
+
+def _union(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Schedule entries of both lists, each match id once (new entries win)."""
+    by_id = {entry["match_id"]: entry for entry in old}
+    by_id.update({entry["match_id"]: entry for entry in new})
+    return sorted(by_id.values(), key=lambda e: (e["agent"], e["opponent"], e["seed_index"]))

@@ -1,0 +1,107 @@
+"""Shared fixtures: small synthetic tournaments written through the real results store."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recip_tourney.tournament.store import RUN_SCHEMA, ResultsDir
+
+GAME = "ipd-analytic"
+SETTINGS_HASH = "9f00d"
+STATE_NAMES = ("overall", "start", "CC", "CD", "DC", "DD")
+
+
+def make_record(
+    agent: str,
+    opponent: str,
+    seed_index: int,
+    reward: float,
+    opponent_reward: float,
+    p_cooperate: float = 0.5,
+    opponent_p_cooperate: float = 0.5,
+) -> dict[str, Any]:
+    """A valid match record; every state of a side gets the same P(cooperate) except
+    ``start``, which gets half of it (so state columns are distinguishable)."""
+    match_id = hashlib.sha1(f"{agent}|{opponent}|{seed_index}".encode()).hexdigest()[:16]
+
+    def side(p: float) -> dict[str, float]:
+        return {state: p / 2 if state == "start" else p for state in STATE_NAMES}
+
+    return {
+        "schema": "recip-tourney/match/1",
+        "match_id": match_id,
+        "game": GAME,
+        "settings_hash": SETTINGS_HASH,
+        "agent": agent,
+        "opponent": opponent,
+        "agent_params": {},
+        "opponent_params": {},
+        "seed_index": seed_index,
+        "seed": 1000 + seed_index,
+        "summary": {"reward": reward, "opponent_reward": opponent_reward},
+        "cooperation": {"agent": side(p_cooperate), "opponent": side(opponent_p_cooperate)},
+        "curves": {"reward": [reward - 1, reward], "opponent_reward": [0.0, opponent_reward]},
+        "elapsed_s": 0.01,
+    }
+
+
+def make_manifest(roster: Sequence[str]) -> dict[str, Any]:
+    """A run manifest as ``ResultsDir.prepare`` expects it."""
+    return {
+        "schema": RUN_SCHEMA,
+        "game": GAME,
+        "settings_hash": SETTINGS_HASH,
+        "config": {"roster": list(roster)},
+    }
+
+
+def store(path: Path, roster: Sequence[str], records: Sequence[dict[str, Any]]) -> Path:
+    """Write a manifest and records with the real store code; returns ``path``."""
+    results = ResultsDir(path)
+    results.prepare(make_manifest(roster))
+    for record in records:
+        results.write_match(record)
+    return path
+
+
+def small_tournament_records() -> list[dict[str, Any]]:
+    """Roster nl, lola; ``a_b`` is not in the roster and so is shown last.
+
+    - nl vs lola, 3 seeds: rewards -1, -2, -3 (opponent always -0.5), P(C) 0.2, 0.4, 0.6
+    - lola vs nl, 1 seed: -1.25 / -1.5 (spreads NaN)
+    - nl vs nl, 2 seeds: -1 / -1 and -1.5 / -1.5
+    - a_b vs nl, 2 seeds
+    Pairings lola vs lola, nl vs a_b, ... are missing.
+    """
+    return [
+        make_record("nl", "lola", 0, -1.0, -0.5, 0.2, 0.9),
+        make_record("nl", "lola", 2, -3.0, -0.5, 0.6, 0.9),
+        make_record("nl", "lola", 1, -2.0, -0.5, 0.4, 0.9),
+        make_record("lola", "nl", 0, -1.25, -1.5, 0.3, 0.1),
+        make_record("nl", "nl", 0, -1.0, -1.0),
+        make_record("nl", "nl", 1, -1.5, -1.5),
+        make_record("a_b", "nl", 0, -2.0, -2.5),
+        make_record("a_b", "nl", 1, -2.5, -3.0),
+    ]
+
+
+@pytest.fixture
+def results_path(tmp_path: Path) -> Path:
+    """A results directory holding :func:`small_tournament_records`."""
+    return store(tmp_path / "results", ["nl", "lola"], small_tournament_records())
+
+
+@pytest.fixture
+def write_results(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``write_results(roster, records)`` stores them in a fresh directory."""
+    counter = iter(range(10**6))
+
+    def write(roster: Sequence[str], records: Sequence[dict[str, Any]]) -> Path:
+        return store(tmp_path / f"results{next(counter)}", roster, records)
+
+    return write
