@@ -32,7 +32,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 err = Console(stderr=True)
-out = Console(soft_wrap=True)
+# Piped output (files, CI logs) gets room for a full payoff matrix instead of 80 columns.
+_PIPED_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
+out = Console(soft_wrap=True, width=_PIPED_WIDTH)
 F = TypeVar("F", bound=Callable[..., Any])
 TABLES = ("payoff", "cooperation", "both")
 
@@ -112,13 +114,15 @@ def run(
     except KeyboardInterrupt:
         err.print(
             f"[yellow]interrupted: finished matches are saved in {target}; run the same "
-            "command again to resume[/yellow]"
+            "command again to resume[/yellow]",
+            soft_wrap=True,
         )
         raise typer.Exit(130) from None
     err.print(
         f"{report.played} matches played, {report.skipped} reused, in {report.elapsed_s:.1f} s; "
         f"results in {target}",
         highlight=False,
+        soft_wrap=True,
     )
     rs = ResultSet.from_dir(target)
     out.print(render.rich_payoff_table(rs, stat))
@@ -186,7 +190,7 @@ def _emit(text: str, output: Path | None) -> None:
         atomic_write_text(output, text)
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
-    err.print(f"wrote {output}", highlight=False)
+    err.print(f"wrote {output}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -213,16 +217,17 @@ def list_(
 ) -> None:
     """Games and agents in the registry, with their metadata."""
     games = [registry.game(game)] if game else list(registry.games().values())
+    # Names never wrap; long words elsewhere fold onto the next line: nothing is cut off.
     gt = Table(title="Games", title_justify="left")
     for col in ("game", "family", "agents", "description"):
-        gt.add_column(col)
+        gt.add_column(col, no_wrap=col == "game", overflow="fold")
     for g in games:
         names = ", ".join(a.name for a in registry.agents(g.name))
         gt.add_row(g.name, g.family, names, g.summary)
     out.print(gt)
     at = Table(title="Agents", title_justify="left")
     for col in ("agent", "game", "learns", "parameters (defaults)", "description", "reference"):
-        at.add_column(col)
+        at.add_column(col, no_wrap=col in ("agent", "game"), overflow="fold")
     for g in games:
         for a in registry.agents(g.name):
             defaults = ", ".join(f"{k}={v}" for k, v in a.params().model_dump().items()) or "-"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import oracles
 import pytest
 import torch
 
@@ -23,8 +24,9 @@ def build(name: str, dtype: torch.dtype = F64, **params: object) -> AnalyticAgen
 
 
 def random_logits(seed: int, batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two batches of state-major (5, batch) logits."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn(2, batch, 5, generator=gen, dtype=F64).unbind(0)
+    return torch.randn(2, 5, batch, generator=gen, dtype=F64).unbind(0)
 
 
 class AgentContract:
@@ -52,7 +54,7 @@ class AgentContract:
         agent = build(self.name)
         first = agent.initial_logits(8, torch.Generator().manual_seed(7))
         again = agent.initial_logits(8, torch.Generator().manual_seed(7))
-        assert first.shape == (8, len(STATES)) and first.dtype == F64
+        assert first.shape == (len(STATES), 8) and first.dtype == F64
         torch.testing.assert_close(first, again, rtol=0, atol=0)
 
     def test_update_returns_finite_detached_logits(self):
@@ -73,7 +75,7 @@ class AgentContract:
             2,
         )[0]
         for record in play_analytic(spec):
-            assert -3.0 <= record["summary"]["reward"] <= 0.0
+            assert -3.0 - 1e-5 <= record["summary"]["reward"] <= 1e-5
             assert len(record["curves"]["reward"]) == 5
             coop = record["cooperation"]["agent"]
             assert set(coop) == {"overall", *STATES}
@@ -98,7 +100,7 @@ class TestTitForTat(AgentContract):
     name, learns = "tft", False
 
     def test_policy_is_tit_for_tat(self):
-        probs = torch.sigmoid(build("tft").initial_logits(1, torch.Generator()))[0]
+        probs = torch.sigmoid(build("tft").initial_logits(1, torch.Generator()))[:, 0]
         torch.testing.assert_close(
             probs, torch.tensor([1.0, 1, 0, 1, 0], dtype=F64), atol=1e-8, rtol=0
         )
@@ -109,7 +111,7 @@ class TestRandom(AgentContract):
 
     def test_p_cooperate_parameter(self):
         probs = torch.sigmoid(build("random", p_cooperate=0.2).initial_logits(3, torch.Generator()))
-        torch.testing.assert_close(probs, torch.full((3, 5), 0.2, dtype=F64))
+        torch.testing.assert_close(probs, torch.full((5, 3), 0.2, dtype=F64))
 
 
 # ---------------------------------------------------------------------------- learners
@@ -118,24 +120,11 @@ class TestNaiveLearner(AgentContract):
 
     def test_step_is_lr_times_the_exact_gradient(self):
         own, other = random_logits(2)
-        own = own.clone().requires_grad_(True)
-        value, _ = AnalyticIPD(0.96, F64).values(own, other)
-        (grad,) = torch.autograd.grad(value.sum(), own)
-        new = build("nl", lr=0.5).update(AnalyticIPD(0.96, F64).evaluate(own.detach(), other))
-        torch.testing.assert_close(new, own.detach() + 0.5 * grad)
-
-
-def lola_reference(own, other, lr=1.0, eta=1.0):
-    """Exact LOLA of the reference code, by nested autograd on the textbook values."""
-    th1, th2 = own.clone().requires_grad_(True), other.clone().requires_grad_(True)
-    game = AnalyticIPD(0.96, F64)
-    v1, v2 = game.values(th1, th2)
-    loss1, loss2 = -v1.sum(), -v2.sum()
-    g11 = torch.autograd.grad(loss1, th1, create_graph=True)[0]
-    g21 = torch.autograd.grad(loss1, th2, create_graph=True)[0]
-    g22 = torch.autograd.grad(loss2, th2, create_graph=True)[0]
-    shaping = torch.autograd.grad((g21 * g22).sum(), th1)[0]
-    return own - lr * (g11 - eta * shaping)
+        theta = own.T.clone().requires_grad_(True)
+        value, _ = oracles.values(theta, other.T)
+        (grad,) = torch.autograd.grad(value.sum(), theta)
+        new = build("nl", lr=0.5).update(AnalyticIPD(0.96, F64).evaluate(own, other))
+        torch.testing.assert_close(new, own + 0.5 * grad.T)
 
 
 class TestLola(AgentContract):
@@ -144,7 +133,7 @@ class TestLola(AgentContract):
     def test_matches_nested_autograd_with_both_second_order_terms(self):
         own, other = random_logits(3)
         new = build("lola").update(AnalyticIPD(0.96, F64).evaluate(own, other))
-        torch.testing.assert_close(new, lola_reference(own, other).detach())
+        torch.testing.assert_close(new, oracles.lola_step(own, other))
 
     def test_differs_from_a_naive_step(self):
         own, other = random_logits(4)
@@ -154,10 +143,10 @@ class TestLola(AgentContract):
 
 def triple_chain_reference(opponent, rc, reward, gamma=0.96):
     """The reference code's 64-state second-order chain, built and solved densely."""
-    pa, pb = torch.sigmoid(opponent), torch.sigmoid(rc)
+    pa, pb = torch.sigmoid(opponent.T), torch.sigmoid(rc.T)
     p0 = joint(pa[:, 0], pb[:, 0])
     step = joint(pa[:, 1:], pb[:, [1, 3, 2, 4]])  # (B, 4, 4), opponent's side
-    batch = opponent.shape[0]
+    batch = opponent.shape[1]
     rho = torch.einsum("na,nab,nbc->nabc", p0, step, step).reshape(batch, 64)
     big = torch.zeros(batch, 4, 4, 4, 4, 4, 4, dtype=opponent.dtype)
     for a in range(4):
@@ -179,8 +168,7 @@ class TestReciprocator(AgentContract):
         reward = torch.randn(4, 4, 4, 4, generator=gen, dtype=F64)
         game = AnalyticIPD(0.96, F64)
         seen = game.evaluate(opponent, rc)
-        transition = joint(seen.p_own[1:].T, seen.p_other[1:].T)
-        fast = triple_value(seen.visitation.T, transition, reward)
+        fast = triple_value(seen.visitation.T, seen.transition(), reward)
         torch.testing.assert_close(fast, triple_chain_reference(opponent, rc, reward))
 
     def test_reciprocal_reward_by_hand_with_uniform_baselines(self):

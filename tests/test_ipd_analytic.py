@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import oracles
 import pytest
 import torch
 from hypothesis import given, settings
@@ -17,8 +18,8 @@ from recip_tourney.agents.fixed import (
     RandomStrategy,
     TitForTat,
 )
-from recip_tourney.envs.ipd import PAYOFF, SWAP_OUTCOME, outcome_rewards
-from recip_tourney.envs.ipd_analytic import AnalyticIPD, joint
+from recip_tourney.envs.ipd import PAYOFF, SWAP_OUTCOME
+from recip_tourney.envs.ipd_analytic import AnalyticIPD
 from recip_tourney.envs.linalg4 import lu_factor, lu_solve, lu_solve_transposed
 
 GAMMA = 0.96
@@ -32,17 +33,6 @@ def game() -> AnalyticIPD:
 
 def strategy_logits(cls: type, game: AnalyticIPD, params: object = NoParams()) -> torch.Tensor:
     return cls(params, game).initial_logits(1, torch.Generator().manual_seed(0))
-
-
-def reference_values(own: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Textbook formula with a dense LAPACK solve: V = p0^T (I - gamma P)^-1 r."""
-    pa, pb = torch.sigmoid(own), torch.sigmoid(other)
-    p0 = joint(pa[:, 0], pb[:, 0])
-    transition = joint(pa[:, 1:], pb[:, [1, 3, 2, 4]])
-    eye = torch.eye(4, dtype=own.dtype)
-    m = torch.linalg.solve((eye - GAMMA * transition).mT, p0.unsqueeze(-1)).squeeze(-1)
-    r0, r1 = outcome_rewards(own.dtype)
-    return m @ r0, m @ r1
 
 
 # ---------------------------------------------------------------- closed forms, per step
@@ -86,8 +76,8 @@ def test_engine_equals_dense_solve_and_is_symmetric(seed, scale):
     own = torch.randn(16, 5, generator=gen, dtype=F64) * scale
     other = torch.randn(16, 5, generator=gen, dtype=F64) * scale
     game = AnalyticIPD(GAMMA, F64)
-    view = game.evaluate(own, other)
-    v_own, v_other = reference_values(own, other)
+    view = game.evaluate(own.T, other.T)
+    v_own, v_other = oracles.values(own, other)
     torch.testing.assert_close(view.value_own, v_own, rtol=1e-10, atol=1e-9)
     torch.testing.assert_close(view.value_other, v_other, rtol=1e-10, atol=1e-9)
     # the visitation is a discounted distribution
@@ -95,7 +85,7 @@ def test_engine_equals_dense_solve_and_is_symmetric(seed, scale):
         view.visitation.sum(0), torch.full((16,), 1 / (1 - GAMMA), dtype=F64)
     )
     # seen from the other side, the same games
-    swapped = game.evaluate(other, own)
+    swapped = game.evaluate(other.T, own.T)
     torch.testing.assert_close(swapped.value_own, view.value_other, rtol=1e-10, atol=1e-9)
     torch.testing.assert_close(swapped.visitation, view.flip().visitation)
 
@@ -105,7 +95,7 @@ def test_small_solver_matches_lapack():
     transition = torch.softmax(torch.randn(32, 4, 4, generator=gen, dtype=F64), -1)
     a = torch.eye(4, dtype=F64) - GAMMA * transition
     b = torch.randn(32, 4, generator=gen, dtype=F64)
-    lu = lu_factor(a)
+    lu = lu_factor(a.permute(1, 2, 0))  # batch-last
     x = torch.stack(lu_solve(lu, list(b.T)), -1)
     xt = torch.stack(lu_solve_transposed(lu, list(b.T)), -1)
     torch.testing.assert_close(x, torch.linalg.solve(a, b))
@@ -138,7 +128,7 @@ def test_exact_value_equals_monte_carlo_rollouts(game, seed):
     gen = torch.Generator().manual_seed(seed)
     own, other = torch.randn(2, 5, generator=gen, dtype=F64) * 1.5
     sampled_own, sampled_other = monte_carlo(own, other, seed=seed)
-    view = game.evaluate(own.unsqueeze(0), other.unsqueeze(0))
+    view = game.evaluate(own.unsqueeze(-1), other.unsqueeze(-1))
     for sampled, exact in ((sampled_own, view.value_own), (sampled_other, view.value_other)):
         stderr = sampled.std().item() / math.sqrt(sampled.numel())
         truncation = GAMMA**400 * 3 / (1 - GAMMA)
@@ -148,26 +138,26 @@ def test_exact_value_equals_monte_carlo_rollouts(game, seed):
 # ---------------------------------------------------------------------- gradients
 def finite_difference(fn, theta: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     grad = torch.zeros_like(theta)
-    for i in range(theta.shape[1]):
+    for state in range(theta.shape[0]):
         step = torch.zeros_like(theta)
-        step[:, i] = eps
-        grad[:, i] = (fn(theta + step) - fn(theta - step)) / (2 * eps)
+        step[state] = eps
+        grad[state] = (fn(theta + step) - fn(theta - step)) / (2 * eps)
     return grad
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_closed_form_gradients_agree_with_finite_differences(game, seed):
     gen = torch.Generator().manual_seed(seed)
-    own = torch.randn(8, 5, generator=gen, dtype=F64) * 2
-    other = torch.randn(8, 5, generator=gen, dtype=F64) * 2
+    own = torch.randn(5, 8, generator=gen, dtype=F64) * 2
+    other = torch.randn(5, 8, generator=gen, dtype=F64) * 2
     view = game.evaluate(own, other)
     seen_by_other = view.flip()
     cases = {
         "dV_own/d own": (view.gradient(), lambda t: game.values(t, other)[0], own),
-        "dV_other/d own": (view.gradient(view.u[1]), lambda t: game.values(t, other)[1], own),
+        "dV_other/d own": (view.gradient(view.u_other), lambda t: game.values(t, other)[1], own),
         "dV_other/d other": (seen_by_other.gradient(), lambda t: game.values(own, t)[1], other),
         "dV_own/d other": (
-            seen_by_other.gradient(seen_by_other.u[1]),
+            seen_by_other.gradient(seen_by_other.u_other),
             lambda t: game.values(own, t)[0],
             other,
         ),
@@ -180,8 +170,8 @@ def test_closed_form_gradients_agree_with_finite_differences(game, seed):
 
 def test_autograd_through_the_engine_matches_closed_form(game):
     gen = torch.Generator().manual_seed(5)
-    own = torch.randn(8, 5, generator=gen, dtype=F64).requires_grad_(True)
-    other = torch.randn(8, 5, generator=gen, dtype=F64)
+    own = torch.randn(5, 8, generator=gen, dtype=F64).requires_grad_(True)
+    other = torch.randn(5, 8, generator=gen, dtype=F64)
     view = game.evaluate(own, other)
     (auto,) = torch.autograd.grad(view.value_own.sum(), own)
     torch.testing.assert_close(auto, view.gradient().detach())
@@ -193,7 +183,7 @@ def test_swap_tables_are_involutions():
 
 def test_float32_stays_close_to_float64():
     gen = torch.Generator().manual_seed(9)
-    own, other = torch.randn(2, 64, 5, generator=gen, dtype=F64)
+    own, other = torch.randn(2, 5, 64, generator=gen, dtype=F64)
     exact = AnalyticIPD(GAMMA, F64).evaluate(own, other).reward_own
     single = AnalyticIPD(GAMMA, torch.float32).evaluate(own.float(), other.float()).reward_own
     torch.testing.assert_close(single.double(), exact, atol=2e-5, rtol=0)

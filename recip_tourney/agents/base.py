@@ -49,16 +49,16 @@ class AnalyticAgent(ABC):
         self.init_std = init_std
 
     def initial_logits(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        """Starting logits, shape (batch, 5): i.i.d. N(0, init_std) by default.
+        """Starting logits, state-major (5, batch): i.i.d. N(0, init_std) by default.
 
-        Drawn in float64 and then cast, so float32 and float64 runs start alike.
+        Drawn game by game in float64 and then cast, so float32 and float64 runs start alike.
         """
         draw = torch.randn(batch, 5, generator=generator, dtype=torch.float64)
-        return (draw * self.init_std).to(self.game.dtype)
+        return (draw * self.init_std).T.contiguous().to(self.game.dtype)
 
     @abstractmethod
     def update(self, view: View, other_next: torch.Tensor | None = None) -> torch.Tensor:
-        """Next logits, shape (B, 5), from the current exact evaluation.
+        """Next logits, state-major (5, B), from the current exact evaluation.
 
         Parameters
         ----------

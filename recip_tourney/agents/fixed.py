@@ -31,7 +31,7 @@ class FixedStrategy(AnalyticAgent):
     def initial_logits(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """The strategy's logits, the same in every game of the batch."""
         logits = memory_one_logits(self.probabilities()).to(self.game.dtype)
-        return logits.expand(batch, len(STATES)).clone()
+        return logits.unsqueeze(-1).expand(len(STATES), batch).contiguous()
 
     def update(self, view: View, other_next: torch.Tensor | None = None) -> torch.Tensor:
         """Fixed strategies keep their policy."""

@@ -38,7 +38,7 @@ class Lola(AnalyticAgent):
         own = view.own.detach().requires_grad_(True)
         with torch.enable_grad():
             seen_by_other = self.game.evaluate(own, view.other.detach()).flip()
-            grad_other_of_own = seen_by_other.gradient(seen_by_other.u[1])
+            grad_other_of_own = seen_by_other.gradient(seen_by_other.u_other)
             grad_other_of_other = seen_by_other.gradient()
             coupling = (grad_other_of_own * grad_other_of_other).sum()
             (shaping,) = torch.autograd.grad(coupling, own)

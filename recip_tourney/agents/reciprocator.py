@@ -11,7 +11,7 @@ from pydantic import Field
 from recip_tourney.agents.base import AnalyticAgent, Params
 from recip_tourney.agents.influence import BaselineIndex, shaped_rewards, triple_value
 from recip_tourney.envs.ipd import SWAP_STATE
-from recip_tourney.envs.ipd_analytic import View, joint
+from recip_tourney.envs.ipd_analytic import View
 from recip_tourney.registry import register_agent
 
 
@@ -66,7 +66,7 @@ class Reciprocator(AnalyticAgent):
         self._last_rr: torch.Tensor | None = None
 
     def _start(self, batch: int) -> None:
-        half = torch.full((batch, 5), 0.5, dtype=self.game.dtype)
+        half = torch.full((5, batch), 0.5, dtype=self.game.dtype)
         self._own_baseline, self._opp_baseline = half, half
         self._own_buffer.append(half)
         self._opp_buffer.append(half)
@@ -75,14 +75,14 @@ class Reciprocator(AnalyticAgent):
     def _refresh_rewards(self) -> None:
         p = self.params
         self._shaped, self._reciprocal = shaped_rewards(
-            self._own_baseline, self._opp_baseline, p.rr_weight, p.baseline_index
+            self._own_baseline.T, self._opp_baseline.T, p.rr_weight, p.baseline_index
         )
 
     def update(self, view: View, other_next: torch.Tensor | None = None) -> torch.Tensor:
         """One gradient step on the shaped return; then the baseline bookkeeping."""
         p = self.params
         if self._shaped is None:
-            self._start(view.own.shape[0])
+            self._start(view.own.shape[1])
         use_next = other_next is not None and p.opponent_view == "as_implemented"
         opponent = (other_next if use_next else view.other).detach()
         self._counter += 1
@@ -90,14 +90,13 @@ class Reciprocator(AnalyticAgent):
         with torch.enable_grad():
             # the chain from the opponent's side, as the shaped rewards are written
             seen = self.game.evaluate(opponent, own)
-            visitation = seen.visitation.T
-            transition = joint(seen.p_own[1:].T, seen.p_other[1:].T)
+            visitation, transition = seen.visitation.T, seen.transition()
             value = triple_value(visitation, transition, self._shaped)
             (grad,) = torch.autograd.grad(value.sum(), own)
             self._last_rr = triple_value(visitation, transition, self._reciprocal).detach()
         new = view.own + p.lr * grad
         self._own_buffer.append(torch.sigmoid(new))
-        self._opp_buffer.append(torch.sigmoid(opponent[:, list(SWAP_STATE)]))
+        self._opp_buffer.append(torch.sigmoid(opponent[list(SWAP_STATE)]))
         if self._counter % p.target_period == 0:
             own_mean = torch.stack(tuple(self._own_buffer)).mean(0)
             opp_mean = torch.stack(tuple(self._opp_buffer)).mean(0)

@@ -7,9 +7,12 @@ the exact discounted return ``V = M . r`` (first outcome at weight ``gamma^0``).
 the average reward per step ``(1 - gamma) V``; learning rules use the unnormalised ``V`` as
 the reference code does (IPD-Analytic spec, section 1).
 
-Internally every per-state quantity is *feature-major*: shape ``(states, B)``, so that each
-state's numbers form one contiguous batch vector. For thousands of tiny 4x4 systems this is
-several times faster than batched LAPACK calls or strided ``(B, 4, 4)`` slices.
+Layout: memory-one logits are **state-major**, shape ``(5, B)``: row ``s`` holds state ``s``'s
+logit for every game of the batch (states in :data:`recip_tourney.envs.ipd.STATES` order).
+Thousands of tiny 4x4 systems are dominated by per-operation overhead, so every per-state
+quantity is a contiguous batch vector; the system is solved by an unpivoted LU over those
+vectors (:mod:`recip_tourney.envs.linalg4`), and the opponent's view is the same vectors
+re-ordered, with no arithmetic.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from dataclasses import dataclass
 
 import torch
 
-from recip_tourney.envs.ipd import SWAP_OUTCOME, SWAP_STATE, outcome_rewards
-from recip_tourney.envs.linalg4 import lu_factor_entries, lu_solve, lu_solve_transposed
+from recip_tourney.envs.ipd import PAYOFF, SWAP_OUTCOME, SWAP_STATE
+from recip_tourney.envs.linalg4 import solve_both
 
-_OTHER_STATE = [0] + [1 + j for j in SWAP_OUTCOME]  # the other's state index for each of mine
-_SWAP_OUTCOME = list(SWAP_OUTCOME)
-_SWAP_STATE = list(SWAP_STATE)
+# index tensors: list indexing takes a slow path, about 5x slower than index_select
+_OTHER_STATE = torch.tensor([0, *(1 + j for j in SWAP_OUTCOME)])  # the other's state per mine
+_SWAP_STATE = torch.tensor(SWAP_STATE)
+_SWAP_OUTCOME = torch.tensor(SWAP_OUTCOME)
+_REWARDS = tuple(  # (own, other) reward of each outcome, own action first
+    (PAYOFF[j // 2][j % 2], PAYOFF[j % 2][j // 2]) for j in range(4)
+)
 
 
 def joint(p_own: torch.Tensor, p_other: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -32,27 +39,34 @@ def joint(p_own: torch.Tensor, p_other: torch.Tensor, dim: int = -1) -> torch.Te
     return torch.stack((both, p_own - both, p_other - both, 1 - p_own - p_other + both), dim=dim)
 
 
+def _joint_row(x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    """P(CC), P(CD), P(DC), P(DD) from two batch vectors of P(cooperate), 4 operations."""
+    cc = x * y
+    dc = y - cc
+    return [cc, x - cc, dc, (1 - x) - dc]
+
+
 @dataclass(frozen=True)
 class View:
     """One player's egocentric view of a batch of exactly evaluated games.
 
-    All per-state tensors are feature-major, in the player's own state/outcome order.
+    Every tensor is state-major, in the player's own state/outcome order.
 
     Attributes
     ----------
-    own, other : Tensor, shape (B, 5)
+    own, other : Tensor, shape (5, B)
         Egocentric memory-one logits of the player and of its opponent.
     p_own : Tensor, shape (5, B)
         The player's P(cooperate) in each of its states (start, CC, CD, DC, DD).
     p_other : Tensor, shape (5, B)
         The opponent's P(cooperate) in each of *the player's* states.
     p0 : Tensor, shape (4, B)
-        Distribution of the first outcome.
+        Distribution of the first outcome (CC, CD, DC, DD).
     visitation : Tensor, shape (4, B)
-        Discounted outcome visitation ``M``.
-    u : Tensor, shape (2, 4, B)
-        State values ``(I - gamma P)^-1 r`` of the player's reward (``u[0]``) and of the
-        opponent's (``u[1]``).
+        Discounted outcome visitation ``M``; sums to ``1 / (1 - gamma)``.
+    u : Tensor, shape (4, 2, B)
+        State values ``(I - gamma P)^-1 r`` of the player's reward (``u[:, 0]``) and of the
+        opponent's (``u[:, 1]``).
     gamma : float
         The discount.
     """
@@ -67,14 +81,24 @@ class View:
     gamma: float
 
     @property
+    def u_own(self) -> torch.Tensor:
+        """State values of the player's own reward, (4, B)."""
+        return self.u.unbind(1)[0]
+
+    @property
+    def u_other(self) -> torch.Tensor:
+        """State values of the opponent's reward, in the player's outcome order, (4, B)."""
+        return self.u.unbind(1)[1]
+
+    @property
     def value_own(self) -> torch.Tensor:
         """Unnormalised discounted return of the player, shape (B,)."""
-        return (self.p0 * self.u[0]).sum(0)
+        return (self.p0 * self.u_own).sum(0)
 
     @property
     def value_other(self) -> torch.Tensor:
         """Unnormalised discounted return of the opponent, shape (B,)."""
-        return (self.p0 * self.u[1]).sum(0)
+        return (self.p0 * self.u_other).sum(0)
 
     @property
     def reward_own(self) -> torch.Tensor:
@@ -88,36 +112,44 @@ class View:
 
     @property
     def p_cooperate(self) -> torch.Tensor:
-        """Discounted share of steps in which the player cooperates (outcomes CC, CD), (B,)."""
-        return (1 - self.gamma) * (self.visitation[0] + self.visitation[1])
+        """Discounted share of steps in which the player cooperates (outcomes CC, CD), (B,).
+
+        Clamped to [0, 1]: float32 rounding can otherwise put a certain outcome at 1 + 1e-7.
+        """
+        cc, cd, _, _ = self.visitation.unbind(0)
+        return ((1 - self.gamma) * (cc + cd)).clamp(0.0, 1.0)
+
+    def transition(self) -> torch.Tensor:
+        """Transition matrix ``P[b, j, k]`` = P(outcome k | previous outcome j), (B, 4, 4)."""
+        return joint(self.p_own[1:].T, self.p_other[1:].T)
 
     def flip(self) -> View:
         """The same games seen by the opponent."""
         return View(
             self.other,
             self.own,
-            self.p_other[_SWAP_STATE],
-            self.p_own[_SWAP_STATE],
-            self.p0[_SWAP_OUTCOME],
-            self.visitation[_SWAP_OUTCOME],
-            self.u.flip(0)[:, _SWAP_OUTCOME],
+            self.p_other.index_select(0, _SWAP_STATE),
+            self.p_own.index_select(0, _SWAP_STATE),
+            self.p0.index_select(0, _SWAP_OUTCOME),
+            self.visitation.index_select(0, _SWAP_OUTCOME),
+            self.u.index_select(0, _SWAP_OUTCOME).flip(1),
             self.gamma,
         )
 
     def gradient(self, u: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact gradient of ``p0 . u`` w.r.t. the player's own logits, shape (B, 5).
+        """Exact gradient of ``p0 . u`` w.r.t. the player's own logits, shape (5, B).
 
-        ``u`` (4, B) are the state values of some reward in the player's outcome order;
-        by default the player's own, giving ``dV_own / d own``. Closed form: ``dV = dp0 . u
-        + gamma M dP u``, and each own probability moves one entry pair of ``p0`` or of one
+        ``u`` (4, B) are the state values of some reward in the player's outcome order; by
+        default the player's own, giving ``dV_own / d own``. Closed form: ``dV = dp0 . u +
+        gamma M dP u``, and each own probability moves one entry pair of ``p0`` or of one
         row of ``P``. The opponent's gradient of any value is ``flip().gradient(...)``.
         """
-        u = self.u[0] if u is None else u
-        du_c = u[0] - u[2]  # value gained by cooperating instead, when the other cooperates
-        du_d = u[1] - u[3]  # ... when the other defects
-        weight = torch.cat((torch.ones_like(du_c).unsqueeze(0), self.gamma * self.visitation))
-        slope = self.p_own * (1 - self.p_own)
-        return (weight * slope * (du_d + self.p_other * (du_c - du_d))).T
+        u_cc, u_cd, u_dc, u_dd = (self.u_own if u is None else u).unbind(0)
+        gain_d = u_cd - u_dd  # value gained by cooperating instead, when the other defects
+        extra_c = (u_cc - u_dc) - gain_d  # ... additionally, when the other cooperates
+        gain = torch.addcmul(gain_d, self.p_other, extra_c)  # (5, B)
+        weight = torch.cat((torch.ones_like(gain_d).unsqueeze(0), self.gamma * self.visitation))
+        return gain * (self.p_own - self.p_own * self.p_own) * weight
 
 
 class AnalyticIPD:
@@ -134,25 +166,27 @@ class AnalyticIPD:
     def __init__(self, gamma: float = 0.96, dtype: torch.dtype = torch.float32) -> None:
         self.gamma = gamma
         self.dtype = dtype
-        r_own, r_other = outcome_rewards(dtype)
-        self._rewards = torch.stack((r_own, r_other))  # (2, 4)
+        self._rhs = (torch.tensor(_REWARDS, dtype=dtype) * (-1.0 / gamma)).unsqueeze(-1)
 
     def evaluate(self, own: torch.Tensor, other: torch.Tensor) -> View:
-        """Exact evaluation of ``own`` against ``other`` (B, 5 logits each), seen by ``own``.
+        """Exact evaluation of ``own`` against ``other`` ((5, B) logits each), seen by ``own``.
 
-        Differentiable when the logits require grad.
+        Differentiable (once) when the logits require grad.
         """
-        p_own = torch.sigmoid(own.T.contiguous())
-        p_other = torch.sigmoid(other.T.contiguous())[_OTHER_STATE]
-        p0 = joint(p_own[0], p_other[0], dim=0)
-        trans = -self.gamma * joint(p_own[1:], p_other[1:], dim=0)  # [k, j] = -g P(k | j)
-        entries = [
-            [trans[k, j] + 1.0 if j == k else trans[k, j] for k in range(4)] for j in range(4)
-        ]
-        lu = lu_factor_entries(entries)
-        rhs = self._rewards.unsqueeze(-1).expand(2, 4, own.shape[0])
-        u = torch.stack(lu_solve(lu, list(rhs.unbind(1))), dim=1)  # both rewards at once
-        visits = torch.stack(lu_solve_transposed(lu, list(p0.unbind(0))))
+        p_own = torch.sigmoid(own)
+        p_other = torch.sigmoid(other).index_select(0, _OTHER_STATE)
+        # rows by unbind, not indexing: under autograd each indexed row would cost a full
+        # zero tensor in the backward pass
+        x, y = p_own.unbind(0), p_other.unbind(0)
+        # Solve with A = P - I / gamma = -(I - gamma P) / gamma: the entries are P's own,
+        # and the sign and the 1 / gamma go into the right-hand sides.
+        rows = []
+        for j in range(4):
+            row = _joint_row(x[1 + j], y[1 + j])
+            row[j] = row[j] - 1.0 / self.gamma
+            rows.append(torch.stack(row))
+        p0 = torch.stack(_joint_row(x[0], y[0]))
+        u, visits = solve_both(torch.stack(rows), self._rhs, p0 * (-1.0 / self.gamma))
         return View(own, other, p_own, p_other, p0, visits, u, self.gamma)
 
     def values(self, own: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -47,8 +47,8 @@ def build_agent(
 
 
 def _per_seed(x: torch.Tensor, n_seeds: int) -> torch.Tensor:
-    """Mean over each seed's slice of the batch, in float64: shape (n_seeds,)."""
-    return x.double().reshape(n_seeds, -1).mean(1)
+    """Mean over each seed's slice of the batch, accumulated in float64: shape (n_seeds,)."""
+    return x.reshape(n_seeds, -1).mean(1, dtype=torch.float64)
 
 
 def _cooperation(view: View, n_seeds: int) -> dict[str, torch.Tensor]:
@@ -78,7 +78,7 @@ def play_analytic(spec: MatchSpec) -> list[dict[str, Any]]:
         generator = torch.Generator().manual_seed(slot.seed)
         starts_a.append(first.initial_logits(s.batch, generator))
         starts_b.append(second.initial_logits(s.batch, generator))
-    theta_a, theta_b = torch.cat(starts_a), torch.cat(starts_b)
+    theta_a, theta_b = torch.cat(starts_a, dim=1), torch.cat(starts_b, dim=1)
 
     curves: dict[str, list[torch.Tensor]] = defaultdict(list)
     with torch.no_grad():

@@ -138,7 +138,8 @@ def run_tournament(
             f"resuming: {report.skipped} of {total} matches already in {out}, skipped"
         )
     for line in report.notices:
-        console.print(f"[yellow]{line}[/yellow]", highlight=False)
+        # soft_wrap: a notice names files; never break a path across lines.
+        console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)
 
     columns = (
         TextColumn("[bold]{task.description}"),

@@ -47,6 +47,19 @@ MATCH_KEYS = frozenset(
 )
 
 
+def unused_path(path: Path) -> Path:
+    """``path`` if nothing is there yet, else the first free ``path-1``, ``path-2``, ...
+
+    Used for the timestamped names of things moved aside, so that two moves within the same
+    second neither overwrite a file nor move a directory into the earlier one.
+    """
+    candidate, n = path, 0
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,17 +130,22 @@ class ResultsDir:
         """Check that ``manifest`` may write here, merge it with the stored one, store it.
 
         Refuses (UserError) a directory holding results of another game, of different
-        settings, or of an agent with different parameters, unless ``force``; with ``force``
-        the old directory is moved aside to a timestamped sibling, never deleted. Agents and
-        scheduled matches of earlier runs are kept in the manifest. Returns the path the old
-        directory was moved to, if any.
+        settings, of an agent with different parameters, or an unreadable manifest, unless
+        ``force``; with ``force`` the old directory is moved aside to a timestamped sibling,
+        never deleted. Agents and scheduled matches of earlier runs are kept in the manifest.
+        Returns the path the old directory was moved to, if any.
         """
         self._check_writable()
-        old = self.manifest()
+        try:
+            old = self.manifest()
+        except UserError:
+            if not force:
+                raise
+            old = {}  # unreadable: with force, moved aside like any other incompatible run
         moved = None
         if old is not None and force:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            moved = self.path.with_name(f"{self.path.name}.old-{stamp}")
+            moved = unused_path(self.path.with_name(f"{self.path.name}.old-{stamp}"))
             shutil.move(str(self.path), moved)
             self._check_writable()
         elif old is not None:
@@ -201,7 +219,8 @@ class ResultsDir:
             if problem is None:
                 done.add(file.stem)
                 continue
-            target = self.path / CORRUPT / f"{file.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            target = unused_path(self.path / CORRUPT / f"{file.name}.{stamp}")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(file), target)
             reports.append(f"{file}: {problem}; moved to {target} and recomputing")
