@@ -8,7 +8,7 @@ import torch
 
 from recip_tourney import registry
 from recip_tourney.agents.base import AnalyticAgent
-from recip_tourney.agents.influence import shaped_rewards, triple_value
+from recip_tourney.agents.influence import influence_terms, shaped_rewards, shaped_value
 from recip_tourney.envs.ipd import STATES
 from recip_tourney.envs.ipd_analytic import AnalyticIPD, joint
 from recip_tourney.tournament.analytic import play_analytic
@@ -162,18 +162,23 @@ def triple_chain_reference(opponent, rc, reward, gamma=0.96):
 class TestReciprocator(AgentContract):
     name, learns = "reciprocator", True
 
-    def test_triple_value_equals_the_64_state_chain(self):
+    @pytest.mark.parametrize("mode", ["as_implemented", "corrected"])
+    def test_shaped_value_equals_the_64_state_chain(self, mode):
         opponent, rc = random_logits(5, batch=4)
         gen = torch.Generator().manual_seed(0)
-        reward = torch.randn(4, 4, 4, 4, generator=gen, dtype=F64)
-        game = AnalyticIPD(0.96, F64)
-        seen = game.evaluate(opponent, rc)
-        fast = triple_value(seen.visitation.T, seen.transition(), reward)
-        torch.testing.assert_close(fast, triple_chain_reference(opponent, rc, reward))
+        own_b, opp_b = torch.rand(2, 4, 5, generator=gen, dtype=F64)
+        seen = AnalyticIPD(0.96, F64).evaluate(opponent, rc)
+        terms = influence_terms(own_b, opp_b, mode)
+        total, reciprocal = shaped_value(seen.visitation.T, seen.transition(), *terms, 5.0)
+        full = shaped_rewards(own_b, opp_b, 5.0, mode)
+        torch.testing.assert_close(total, triple_chain_reference(opponent, rc, full))
+        rr_only = full - shaped_rewards(own_b, opp_b, 0.0, mode)
+        torch.testing.assert_close(reciprocal, triple_chain_reference(opponent, rc, rr_only))
 
     def test_reciprocal_reward_by_hand_with_uniform_baselines(self):
         half = torch.full((1, 5), 0.5, dtype=F64)
-        shaped, reciprocal = shaped_rewards(half, half, 5.0, "corrected")
+        shaped = shaped_rewards(half, half, 5.0, "corrected")
+        reciprocal = shaped - shaped_rewards(half, half, 0.0, "corrected")
         # outcomes from the opponent's side: 0 = CC, 1 = C/rc D, 2 = D/rc C, 3 = DD
         # grudge(k_prev, k=2): rc cooperated, the opponent defected: baseline -2 minus -3 = +1
         # influence(k=2, k_next=1): rc defected on a cooperator: baseline -2 minus -3 = +1
@@ -189,7 +194,9 @@ class TestReciprocator(AgentContract):
         """Outcome k_prev reads the opponent baseline at entry idx(k_prev) (spec 7.5 quirk 1)."""
         own = torch.full((1, 5), 0.5, dtype=F64)
         opponent = torch.tensor([[0.1, 0.2, 0.3, 0.4, 0.6]], dtype=F64)
-        _, reciprocal = shaped_rewards(own, opponent, 5.0, mode)
+        reciprocal = shaped_rewards(own, opponent, 5.0, mode) - shaped_rewards(
+            own, opponent, 0.0, mode
+        )
         # with a uniform own baseline, influence(CC -> CC) = -2 - (-1) = -1, and
         # grudge(k_prev, CC) = 2 p - 2, where p is the baseline entry read for k_prev
         grudge = reciprocal[0, :, 0, 0] / (5.0 * -1.0)
@@ -202,7 +209,7 @@ class TestReciprocator(AgentContract):
         game = AnalyticIPD(0.96, F64)
         new = rc_agent.update(game.evaluate(rc, opponent))
         half = torch.full((4, 5), 0.5, dtype=F64)
-        shaped, _ = shaped_rewards(half, half, 5.0, "as_implemented")
+        shaped = shaped_rewards(half, half, 5.0, "as_implemented")
         theta = rc.clone().requires_grad_(True)
         value = triple_chain_reference(opponent, theta, shaped)
         (grad,) = torch.autograd.grad(value.sum(), theta)

@@ -38,20 +38,15 @@ def _table(fn: object, dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor([fn(k) for k in _K], dtype=dtype)  # type: ignore[operator]
 
 
-def shaped_rewards(
-    own_baseline: torch.Tensor,
-    opponent_baseline: torch.Tensor,
-    weight: float,
-    mode: BaselineIndex,
+def influence_terms(
+    own_baseline: torch.Tensor, opponent_baseline: torch.Tensor, mode: BaselineIndex
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shaped reward and reciprocal part for every outcome triple, each (B, 4, 4, 4).
+    """Grudge ``G[k_prev, k]`` and influence on the other ``U[k, k_next]``, each (B, 4, 4).
 
     Parameters
     ----------
     own_baseline, opponent_baseline : Tensor, shape (B, 5)
         Baseline P(cooperate) of the Reciprocator and of its opponent, Rc's state order.
-    weight : float
-        Weight ``w`` of the reciprocal reward.
     mode : {"as_implemented", "corrected"}
         Baseline lookup (spec 7.5, quirk 1).
     """
@@ -61,29 +56,60 @@ def shaped_rewards(
     q = own_baseline[:, idx].unsqueeze(-1)  # (B, k, 1)
     rc_vs_c = _table(lambda k: PAYOFF[k % 2][0], dtype)  # Rc's payoff in k had o cooperated
     rc_vs_d = _table(lambda k: PAYOFF[k % 2][1], dtype)
-    rc_actual = _table(lambda k: PAYOFF[k % 2][k // 2], dtype)
     o_vs_c = _table(lambda k: PAYOFF[k // 2][0], dtype)  # o's payoff in k had Rc cooperated
     o_vs_d = _table(lambda k: PAYOFF[k // 2][1], dtype)
     o_actual = _table(lambda k: PAYOFF[k // 2][k % 2], dtype)
-    grudge = p * rc_vs_c + (1 - p) * rc_vs_d - rc_actual  # (B, k_prev, k)
-    influence = q * o_vs_c + (1 - q) * o_vs_d - o_actual  # (B, k, k_next)
-    reciprocal = weight * grudge.unsqueeze(-1) * influence.unsqueeze(1)
-    return reciprocal + rc_actual, reciprocal
+    grudge = p * rc_vs_c + (1 - p) * rc_vs_d - extrinsic(dtype)
+    influence = q * o_vs_c + (1 - q) * o_vs_d - o_actual
+    return grudge, influence
 
 
-def triple_value(
-    visitation: torch.Tensor, transition: torch.Tensor, reward: torch.Tensor
+def extrinsic(dtype: torch.dtype) -> torch.Tensor:
+    """The Reciprocator's own payoff in each outcome ``k`` (opponent's side order), (4,)."""
+    return _table(lambda k: PAYOFF[k % 2][k // 2], dtype)
+
+
+def shaped_rewards(
+    own_baseline: torch.Tensor,
+    opponent_baseline: torch.Tensor,
+    weight: float,
+    mode: BaselineIndex,
 ) -> torch.Tensor:
-    """Discounted value of a reward on outcome triples, shape (B,).
+    """The shaped reward of every outcome triple, (B, 4, 4, 4): the definition, spelled out.
+
+    ``r(k_prev, k, k_next) = w G(k_prev, k) U(k, k_next) + R(rc', o')``. The learner never
+    builds this tensor (:func:`shaped_value` uses its factorisation); tests and readers do.
+    """
+    grudge, influence = influence_terms(own_baseline, opponent_baseline, mode)
+    reciprocal = weight * grudge.unsqueeze(-1) * influence.unsqueeze(1)
+    return reciprocal + extrinsic(own_baseline.dtype)
+
+
+def shaped_value(
+    visitation: torch.Tensor,
+    transition: torch.Tensor,
+    grudge: torch.Tensor,
+    influence: torch.Tensor,
+    weight: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discounted shaped return and its reciprocal part, each (B,).
 
     ``sum_t gamma^t E[r(k_t, k_t+1, k_t+2)]`` equals ``sum_abc M(a) P(a,b) P(b,c) r(a,b,c)``
-    with ``M`` the ordinary 4-state visitation: the 64-state second-order chain of the
-    reference code, without building it.
+    with ``M`` the ordinary 4-state visitation: the reference code's 64-state second-order
+    chain, without building it. With ``r = w G(a,b) U(b,c) + R(c)`` the sum over ``c``
+    factorises, so the cost is that of 4 x 4 arrays per game.
 
     Parameters
     ----------
     visitation : Tensor, shape (B, 4)
     transition : Tensor, shape (B, 4, 4)
-    reward : Tensor, shape (B, 4, 4, 4)
+    grudge, influence : Tensor, shape (B, 4, 4)
+        From :func:`influence_terms`.
+    weight : float
+        Weight ``w`` of the reciprocal reward.
     """
-    return torch.einsum("na,nab,nbc,nabc->n", visitation, transition, transition, reward)
+    expected_influence = (transition * influence).sum(-1)  # E[U(b, c) | b], (B, 4)
+    expected_payoff = transition @ extrinsic(transition.dtype)  # E[R(c) | b], (B, 4)
+    reach = visitation.unsqueeze(-1) * transition  # M(a) P(a, b), (B, 4, 4)
+    reciprocal = weight * (reach * grudge * expected_influence.unsqueeze(1)).sum((1, 2))
+    return reciprocal + (reach.sum(1) * expected_payoff).sum(-1), reciprocal

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 
 from recip_tourney.agents.base import AnalyticAgent, Params
-from recip_tourney.agents.influence import BaselineIndex, shaped_rewards, triple_value
+from recip_tourney.agents.influence import BaselineIndex, influence_terms, shaped_value
 from recip_tourney.envs.ipd import SWAP_STATE
 from recip_tourney.envs.ipd_analytic import View
 from recip_tourney.registry import register_agent
@@ -58,8 +58,7 @@ class Reciprocator(AnalyticAgent):
 
     def __init__(self, params: ReciprocatorParams, *args: object, **kwargs: object) -> None:
         super().__init__(params, *args, **kwargs)  # type: ignore[arg-type]
-        self._shaped: torch.Tensor | None = None
-        self._reciprocal: torch.Tensor | None = None
+        self._terms: tuple[torch.Tensor, torch.Tensor] | None = None
         self._own_buffer: deque[torch.Tensor] = deque(maxlen=params.buffer_size)
         self._opp_buffer: deque[torch.Tensor] = deque(maxlen=params.buffer_size)
         self._counter = 1
@@ -73,15 +72,14 @@ class Reciprocator(AnalyticAgent):
         self._refresh_rewards()
 
     def _refresh_rewards(self) -> None:
-        p = self.params
-        self._shaped, self._reciprocal = shaped_rewards(
-            self._own_baseline.T, self._opp_baseline.T, p.rr_weight, p.baseline_index
+        self._terms = influence_terms(
+            self._own_baseline.T, self._opp_baseline.T, self.params.baseline_index
         )
 
     def update(self, view: View, other_next: torch.Tensor | None = None) -> torch.Tensor:
         """One gradient step on the shaped return; then the baseline bookkeeping."""
         p = self.params
-        if self._shaped is None:
+        if self._terms is None:
             self._start(view.own.shape[1])
         use_next = other_next is not None and p.opponent_view == "as_implemented"
         opponent = (other_next if use_next else view.other).detach()
@@ -90,10 +88,11 @@ class Reciprocator(AnalyticAgent):
         with torch.enable_grad():
             # the chain from the opponent's side, as the shaped rewards are written
             seen = self.game.evaluate(opponent, own)
-            visitation, transition = seen.visitation.T, seen.transition()
-            value = triple_value(visitation, transition, self._shaped)
+            value, reciprocal = shaped_value(
+                seen.visitation.T, seen.transition(), *self._terms, p.rr_weight
+            )
             (grad,) = torch.autograd.grad(value.sum(), own)
-            self._last_rr = triple_value(visitation, transition, self._reciprocal).detach()
+            self._last_rr = reciprocal.detach()
         new = view.own + p.lr * grad
         self._own_buffer.append(torch.sigmoid(new))
         self._opp_buffer.append(torch.sigmoid(opponent[list(SWAP_STATE)]))
