@@ -49,7 +49,7 @@ def format_value(row: pd.Series, value: str, stat: str, pm: str = "±") -> str:
     mean = row[f"{value}_mean"]
     if pd.isna(mean):
         return "n/a"
-    text = f"{mean:.3f}"
+    text = f"{mean:.3f}".replace("-0.000", "0.000")  # no negative zero in tables
     if stat in ("sem", "std"):
         spread = row[f"{value}_{stat}"]
         text += f" {pm} " + ("n/a" if pd.isna(spread) else f"{spread:.3f}")
