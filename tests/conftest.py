@@ -14,6 +14,22 @@ from recip_tourney.tournament.store import RUN_SCHEMA, ResultsDir
 GAME = "ipd-analytic"
 SETTINGS_HASH = "9f00d"
 STATE_NAMES = ("overall", "start", "CC", "CD", "DC", "DD")
+#: The tidy payoff table's columns, in order, exactly as the issue specifies them.
+PAYOFF_COLUMNS = [
+    "agent",
+    "opponent",
+    "reward_mean",
+    "reward_sem",
+    "reward_std",
+    "reward_ci95_low",
+    "reward_ci95_high",
+    "opponent_reward_mean",
+    "opponent_reward_sem",
+    "opponent_reward_std",
+    "opponent_reward_ci95_low",
+    "opponent_reward_ci95_high",
+    "n_seeds",
+]
 
 
 def make_record(

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import PAYOFF_COLUMNS
 from typer.testing import CliRunner, Result
 
 import recip_tourney
@@ -37,21 +38,6 @@ GAME = "ipd-analytic"
 AGENTS = "nl,tft,alld"
 SEEDS = 2
 N_MATCHES = 3 * 3 * SEEDS
-PAYOFF_COLUMNS = [
-    "agent",
-    "opponent",
-    "reward_mean",
-    "reward_sem",
-    "reward_std",
-    "reward_ci95_low",
-    "reward_ci95_high",
-    "opponent_reward_mean",
-    "opponent_reward_sem",
-    "opponent_reward_std",
-    "opponent_reward_ci95_low",
-    "opponent_reward_ci95_high",
-    "n_seeds",
-]
 COOPERATION_COLUMNS = [
     "agent",
     "opponent",

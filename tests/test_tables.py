@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SETTINGS_HASH, make_manifest, make_record, small_tournament_records
+from conftest import (
+    PAYOFF_COLUMNS,
+    SETTINGS_HASH,
+    make_manifest,
+    make_record,
+    small_tournament_records,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
@@ -19,22 +25,6 @@ from scipy import stats
 from recip_tourney.errors import UserError
 from recip_tourney.tables import STATES, ResultSet, render
 from recip_tourney.tables.cooperation import COOPERATION_COLUMNS
-
-PAYOFF_COLUMNS = [
-    "agent",
-    "opponent",
-    "reward_mean",
-    "reward_sem",
-    "reward_std",
-    "reward_ci95_low",
-    "reward_ci95_high",
-    "opponent_reward_mean",
-    "opponent_reward_sem",
-    "opponent_reward_std",
-    "opponent_reward_ci95_low",
-    "opponent_reward_ci95_high",
-    "n_seeds",
-]
 
 
 @pytest.fixture
