@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -232,6 +234,33 @@ def test_latex_is_a_booktabs_tabular_with_escaped_names(write_results) -> None:
     assert [row.replace(r"\&", "").count("&") for row in rows] == [2, 2]
     cooperation = render.render_cooperation(rs, "latex", "ci95")
     assert r"a\_b vs x\&y\%" in cooperation and r"\bottomrule" in cooperation
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+@pytest.mark.parametrize("stat", ["sem", "ci95"])
+def test_latex_compiles_with_booktabs(write_results, tmp_path, stat) -> None:
+    records = [
+        make_record("a_b", "x&y%", 0, -1.0, -2.0),
+        make_record("a_b", "x&y%", 1, -1.5, -2.5),
+        make_record("x&y%", "a_b", 0, -2.0, -1.0),
+    ]
+    rs = ResultSet.from_dir(write_results(["a_b", "x&y%"], records))
+    tables = render.render_payoff(rs, "latex", stat) + render.render_cooperation(rs, "latex", stat)
+    document = (
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+        + tables
+        + "\n\\end{document}\n"
+    )
+    (tmp_path / "t.tex").write_text(document, encoding="utf-8")
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (tmp_path / "t.pdf").stat().st_size > 0
 
 
 # ---------------------------------------------------------------------------- csv and json
