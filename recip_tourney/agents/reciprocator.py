@@ -11,7 +11,7 @@ from pydantic import Field
 from recip_tourney.agents.base import AnalyticAgent, Params
 from recip_tourney.agents.influence import BaselineIndex, influence_terms, shaped_value
 from recip_tourney.envs.ipd import SWAP_STATE
-from recip_tourney.envs.ipd_analytic import View
+from recip_tourney.envs.ipd_analytic import AnalyticIPD, View
 from recip_tourney.registry import register_agent
 
 
@@ -56,8 +56,10 @@ class Reciprocator(AnalyticAgent):
     the first two outcomes are not counted, as in the reference code.
     """
 
-    def __init__(self, params: ReciprocatorParams, *args: object, **kwargs: object) -> None:
-        super().__init__(params, *args, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self, params: ReciprocatorParams, game: AnalyticIPD, init_std: float = 1.0
+    ) -> None:
+        super().__init__(params, game, init_std)
         self._terms: tuple[torch.Tensor, torch.Tensor] | None = None
         self._own_buffer: deque[torch.Tensor] = deque(maxlen=params.buffer_size)
         self._opp_buffer: deque[torch.Tensor] = deque(maxlen=params.buffer_size)
@@ -69,9 +71,9 @@ class Reciprocator(AnalyticAgent):
         self._own_baseline, self._opp_baseline = half, half
         self._own_buffer.append(half)
         self._opp_buffer.append(half)
-        self._refresh_rewards()
+        self._refresh_terms()
 
-    def _refresh_rewards(self) -> None:
+    def _refresh_terms(self) -> None:
         self._terms = influence_terms(
             self._own_baseline.T, self._opp_baseline.T, self.params.baseline_index
         )
@@ -101,7 +103,7 @@ class Reciprocator(AnalyticAgent):
             opp_mean = torch.stack(tuple(self._opp_buffer)).mean(0)
             self._own_baseline = p.tau * own_mean + (1 - p.tau) * self._own_baseline
             self._opp_baseline = p.tau * opp_mean + (1 - p.tau) * self._opp_baseline
-            self._refresh_rewards()
+            self._refresh_terms()
         return new
 
     def diagnostics(self) -> dict[str, torch.Tensor]:
