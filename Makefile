@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # torch is pinned to the CPU build first, so that nothing later pulls a CUDA build.
 TORCH ?= torch==2.13.0
 GOLDEN := tests/golden/ipd-analytic.csv
-GOLDEN_ATOL ?= 1e-5
+GOLDEN_ATOL ?= 1e-6
 JOBS ?= 2
 
 .PHONY: install run test lint golden bench clean

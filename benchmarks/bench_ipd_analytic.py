@@ -5,9 +5,10 @@ Run by hand (not a test)::
     .venv/bin/python benchmarks/bench_ipd_analytic.py            # all figures
     .venv/bin/python benchmarks/bench_ipd_analytic.py --no-tournament
 
-Per-update figures time the real match protocol (``play_analytic``: exact evaluation,
-recording, both agents' updates) at batch 8192 on one torch thread, as a joblib worker runs
-it. Peak memory is the process's maximum resident set size.
+Per-update figures time the real work unit (``play_match``: exact evaluation, recording,
+both agents' updates, with the worker's numerics: one torch thread, denormals flushed) at
+batch 8192, 100 updates (the paper's run length). Peak memory is the process's maximum
+resident set size.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from recip_tourney import registry
-from recip_tourney.tournament.analytic import play_analytic
+from recip_tourney.tournament.match import play_match
 from recip_tourney.tournament.schedule import Player, round_robin
 
 GAME = "ipd-analytic"
@@ -35,11 +36,11 @@ def seconds_per_update(agent: str, opponent: str, batch: int, updates: int, repe
     settings = {"batch": batch, "updates": updates, "warmup_updates": 0}
     specs = round_robin(GAME, settings, "bench", 0, players, 1)
     spec = next(s for s in specs if (s.agent.name, s.opponent.name) == (agent, opponent))
-    play_analytic(spec)  # warm-up
+    play_match(spec)  # warm-up
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
-        play_analytic(spec)
+        play_match(spec)
         best = min(best, (time.perf_counter() - start) / updates)
     return best
 
@@ -74,13 +75,12 @@ def main() -> None:
     """Print the figures the README reports."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8192)
-    parser.add_argument("--updates", type=int, default=50)
+    parser.add_argument("--updates", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--no-tournament", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread, batch {args.batch}")
+    print(f"torch {torch.__version__}, 1 thread, batch {args.batch}, {args.updates} updates")
     for agent, opponent in (("nl", "nl"), ("lola", "nl"), ("reciprocator", "nl")):
         sec = seconds_per_update(agent, opponent, args.batch, args.updates, args.repeat)
         print(f"{agent:>12} vs {opponent:<4} {sec * 1e3:7.3f} ms per update")

@@ -135,6 +135,20 @@ class TestLola(AgentContract):
         new = build("lola").update(AnalyticIPD(0.96, F64).evaluate(own, other))
         torch.testing.assert_close(new, oracles.lola_step(own, other))
 
+    def test_matches_the_oracle_when_moving_second(self):
+        """In slot p2 LOLA gets the flipped view of an evaluation made from p1's side."""
+        own, other = random_logits(10)
+        view = AnalyticIPD(0.96, F64).evaluate(other, own).flip()
+        torch.testing.assert_close(build("lola").update(view), oracles.lola_step(own, other))
+
+    @pytest.mark.parametrize("lookahead", [0.5, 2.0])
+    def test_lookahead_scales_only_the_shaping_term(self, lookahead):
+        own, other = random_logits(11)
+        new = build("lola", lr=0.3, lookahead=lookahead).update(
+            AnalyticIPD(0.96, F64).evaluate(own, other)
+        )
+        torch.testing.assert_close(new, oracles.lola_step(own, other, lr=0.3, eta=lookahead))
+
     def test_differs_from_a_naive_step(self):
         own, other = random_logits(4)
         view = AnalyticIPD(0.96, F64).evaluate(own, other)

@@ -58,7 +58,8 @@ def test_paper_config_is_the_default() -> None:
 def test_ci_profile_changes_only_its_keys() -> None:
     paper, ci = load_config(profile="paper"), load_config(profile="ci")
     assert ci.seeds == 2
-    assert ci.settings.model_dump() == {**paper.settings.model_dump(), "batch": 64, "updates": 20}
+    expected = {**paper.settings.model_dump(), "batch": 64, "updates": 20, "dtype": "float64"}
+    assert ci.settings.model_dump() == expected
     assert roster(ci) == roster(paper)
     assert ci.agent_params == paper.agent_params
 
@@ -150,7 +151,7 @@ def test_settings_hash_ignores_roster_seeds_and_agent_params() -> None:
         "settings.batch=32",
         "settings.updates=21",
         "settings.gamma=0.9",
-        "settings.dtype=float64",
+        "settings.dtype=float32",
         "seed=1",
     ],
 )

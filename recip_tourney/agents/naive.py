@@ -32,4 +32,4 @@ class NaiveLearner(AnalyticAgent):
 
     def update(self, view: View, other_next: torch.Tensor | None = None) -> torch.Tensor:
         """Gradient step from the shared exact evaluation (closed-form gradient)."""
-        return view.own + self.params.lr * view.gradient()
+        return torch.add(view.own, view.gradient(), alpha=self.params.lr)

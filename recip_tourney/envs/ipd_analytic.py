@@ -32,6 +32,12 @@ _REWARDS = tuple(  # (own, other) reward of each outcome, own action first
     (PAYOFF[j // 2][j % 2], PAYOFF[j % 2][j // 2]) for j in range(4)
 )
 
+#: Per-outcome weights of :meth:`View.summary`: own reward, other's reward, own C, other's C.
+_SUMMARY_WEIGHTS = torch.tensor(
+    [[r[0] for r in _REWARDS], [r[1] for r in _REWARDS], [1, 1, 0, 0], [1, 0, 1, 0]],
+    dtype=torch.float64,
+)
+
 
 def joint(p_own: torch.Tensor, p_other: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Joint outcome probabilities (CC, CD, DC, DD) of independent P(cooperate)s along ``dim``."""
@@ -40,7 +46,7 @@ def joint(p_own: torch.Tensor, p_other: torch.Tensor, dim: int = -1) -> torch.Te
 
 
 def _joint_row(x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
-    """P(CC), P(CD), P(DC), P(DD) from two batch vectors of P(cooperate), 4 operations."""
+    """P(CC), P(CD), P(DC), P(DD) from two tensors of P(cooperate), elementwise."""
     cc = x * y
     dc = y - cc
     return [cc, x - cc, dc, (1 - x) - dc]
@@ -69,6 +75,11 @@ class View:
         opponent's (``u[:, 1]``).
     gamma : float
         The discount.
+    system : Tensor, shape (4, 4, B)
+        The solved matrix ``A = P - I / gamma`` (``A[j, k]``) in the outcome order of the
+        player who evaluated; :meth:`matrix` gives it in this player's order.
+    system_swapped : bool
+        Whether ``system`` is in the opponent's order (views made by :meth:`flip`).
     """
 
     own: torch.Tensor
@@ -79,6 +90,8 @@ class View:
     visitation: torch.Tensor
     u: torch.Tensor
     gamma: float
+    system: torch.Tensor
+    system_swapped: bool = False
 
     @property
     def u_own(self) -> torch.Tensor:
@@ -119,6 +132,15 @@ class View:
         cc, cd, _, _ = self.visitation.unbind(0)
         return ((1 - self.gamma) * (cc + cd)).clamp(0.0, 1.0)
 
+    def summary(self) -> torch.Tensor:
+        """Per-step averages in one product with the visitation, shape (4, B).
+
+        Rows: the player's reward, the opponent's reward, the player's P(cooperate), the
+        opponent's P(cooperate), all ``(1 - gamma) M . w`` for a fixed per-outcome ``w``.
+        """
+        weights = _SUMMARY_WEIGHTS.to(self.visitation.dtype) * (1 - self.gamma)
+        return weights @ self.visitation
+
     def transition(self) -> torch.Tensor:
         """Transition matrix ``P[b, j, k]`` = P(outcome k | previous outcome j), (B, 4, 4)."""
         return joint(self.p_own[1:].T, self.p_other[1:].T)
@@ -134,7 +156,15 @@ class View:
             self.visitation.index_select(0, _SWAP_OUTCOME),
             self.u.index_select(0, _SWAP_OUTCOME).flip(1),
             self.gamma,
+            self.system,
+            not self.system_swapped,
         )
+
+    def matrix(self) -> torch.Tensor:
+        """``A = P - I / gamma`` in this player's outcome order, (4, 4, B)."""
+        if not self.system_swapped:
+            return self.system
+        return self.system.index_select(0, _SWAP_OUTCOME).index_select(1, _SWAP_OUTCOME)
 
     def gradient(self, u: torch.Tensor | None = None) -> torch.Tensor:
         """Exact gradient of ``p0 . u`` w.r.t. the player's own logits, shape (5, B).
@@ -167,6 +197,7 @@ class AnalyticIPD:
         self.gamma = gamma
         self.dtype = dtype
         self._rhs = (torch.tensor(_REWARDS, dtype=dtype) * (-1.0 / gamma)).unsqueeze(-1)
+        self._diagonal = (torch.eye(4, dtype=dtype) / gamma).unsqueeze(-1)
 
     def evaluate(self, own: torch.Tensor, other: torch.Tensor) -> View:
         """Exact evaluation of ``own`` against ``other`` ((5, B) logits each), seen by ``own``.
@@ -175,19 +206,13 @@ class AnalyticIPD:
         """
         p_own = torch.sigmoid(own)
         p_other = torch.sigmoid(other).index_select(0, _OTHER_STATE)
-        # rows by unbind, not indexing: under autograd each indexed row would cost a full
-        # zero tensor in the backward pass
-        x, y = p_own.unbind(0), p_other.unbind(0)
         # Solve with A = P - I / gamma = -(I - gamma P) / gamma: the entries are P's own,
         # and the sign and the 1 / gamma go into the right-hand sides.
-        rows = []
-        for j in range(4):
-            row = _joint_row(x[1 + j], y[1 + j])
-            row[j] = row[j] - 1.0 / self.gamma
-            rows.append(torch.stack(row))
-        p0 = torch.stack(_joint_row(x[0], y[0]))
-        u, visits = solve_both(torch.stack(rows), self._rhs, p0 * (-1.0 / self.gamma))
-        return View(own, other, p_own, p_other, p0, visits, u, self.gamma)
+        x, y = p_own[1:], p_other[1:]  # (4, B): P(C) after each own outcome
+        system = torch.stack(_joint_row(x, y), dim=1) - self._diagonal  # [j, k, B]
+        p0 = torch.stack(_joint_row(p_own[0], p_other[0]))
+        u, visits = solve_both(system, self._rhs, p0 * (-1.0 / self.gamma))
+        return View(own, other, p_own, p_other, p0, visits, u, self.gamma, system)
 
     def values(self, own: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unnormalised returns ``(V_own, V_other)``, each (B,), differentiable."""

@@ -46,6 +46,9 @@ def build_agent(
     return info.cls(info.params(**player.params), game, init_std)
 
 
+_SUMMARY_KEYS = ("reward", "opponent_reward", "p_cooperate", "opponent_p_cooperate")
+
+
 def _per_seed(x: torch.Tensor, n_seeds: int) -> torch.Tensor:
     """Mean over each seed's slice of the batch, accumulated in float64: shape (n_seeds,)."""
     return x.reshape(n_seeds, -1).mean(1, dtype=torch.float64)
@@ -80,6 +83,7 @@ def play_analytic(spec: MatchSpec) -> list[dict[str, Any]]:
         starts_b.append(second.initial_logits(s.batch, generator))
     theta_a, theta_b = torch.cat(starts_a, dim=1), torch.cat(starts_b, dim=1)
 
+    summaries: list[torch.Tensor] = []  # per update, (4, n): see View.summary
     curves: dict[str, list[torch.Tensor]] = defaultdict(list)
     with torch.no_grad():
         for step in range(s.warmup_updates + s.updates):
@@ -88,10 +92,7 @@ def play_analytic(spec: MatchSpec) -> list[dict[str, Any]]:
             next_a = first.update(view, None)
             next_b = second.update(other_side, next_a)
             if step >= s.warmup_updates:
-                curves["reward"].append(_per_seed(view.reward_own, n))
-                curves["opponent_reward"].append(_per_seed(view.reward_other, n))
-                curves["p_cooperate"].append(_per_seed(view.p_cooperate, n))
-                curves["opponent_p_cooperate"].append(_per_seed(other_side.p_cooperate, n))
+                summaries.append(view.summary().reshape(4, n, -1).mean(-1, dtype=torch.float64))
                 for prefix, player in (("agent", first), ("opponent", second)):
                     for key, value in player.diagnostics().items():
                         curves[f"{prefix}.{key}"].append(_per_seed(value, n))
@@ -99,7 +100,10 @@ def play_analytic(spec: MatchSpec) -> list[dict[str, Any]]:
         final = game.evaluate(theta_a, theta_b)
         cooperation = {"agent": _cooperation(final, n), "opponent": _cooperation(final.flip(), n)}
 
-    stacked = {key: torch.stack(values, dim=1) for key, values in curves.items()}  # (n, U)
+    per_update = torch.stack(summaries, dim=-1)  # (4, n, U)
+    per_update[2:].clamp_(0.0, 1.0)  # probabilities: float32 rounding can reach 1 + 1e-7
+    stacked = dict(zip(_SUMMARY_KEYS, per_update.unbind(0), strict=True))  # each (n, U)
+    stacked.update({key: torch.stack(values, dim=1) for key, values in curves.items()})
     return [
         match_record(
             spec,
