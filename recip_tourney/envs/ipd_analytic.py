@@ -39,17 +39,16 @@ _SUMMARY_WEIGHTS = torch.tensor(
 )
 
 
-def joint(p_own: torch.Tensor, p_other: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Joint outcome probabilities (CC, CD, DC, DD) of independent P(cooperate)s along ``dim``."""
-    both = p_own * p_other
-    return torch.stack((both, p_own - both, p_other - both, 1 - p_own - p_other + both), dim=dim)
-
-
 def _joint_row(x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
     """P(CC), P(CD), P(DC), P(DD) from two tensors of P(cooperate), elementwise."""
     cc = x * y
     dc = y - cc
     return [cc, x - cc, dc, (1 - x) - dc]
+
+
+def joint(p_own: torch.Tensor, p_other: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Joint outcome probabilities (CC, CD, DC, DD) of independent P(cooperate)s along ``dim``."""
+    return torch.stack(_joint_row(p_own, p_other), dim=dim)
 
 
 @dataclass(frozen=True)
