@@ -10,7 +10,7 @@ from pydantic import Field
 
 from recip_tourney.agents.base import AnalyticAgent, Params
 from recip_tourney.agents.influence import BaselineIndex, influence_terms, shaped_value
-from recip_tourney.envs.ipd import SWAP_STATE
+from recip_tourney.envs.ipd import SWAP_STATE_INDEX
 from recip_tourney.envs.ipd_analytic import AnalyticIPD, View
 from recip_tourney.registry import register_agent
 
@@ -97,7 +97,7 @@ class Reciprocator(AnalyticAgent):
             self._last_rr = reciprocal.detach()
         new = view.own + p.lr * grad
         self._own_buffer.append(torch.sigmoid(new))
-        self._opp_buffer.append(torch.sigmoid(opponent[list(SWAP_STATE)]))
+        self._opp_buffer.append(torch.sigmoid(opponent.index_select(0, SWAP_STATE_INDEX)))
         if self._counter % p.target_period == 0:
             own_mean = torch.stack(tuple(self._own_buffer)).mean(0)
             opp_mean = torch.stack(tuple(self._opp_buffer)).mean(0)

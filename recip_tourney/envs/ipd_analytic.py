@@ -21,13 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from recip_tourney.envs.ipd import PAYOFF, SWAP_OUTCOME, SWAP_STATE
+from recip_tourney.envs.ipd import PAYOFF, SWAP_OUTCOME, SWAP_OUTCOME_INDEX, SWAP_STATE_INDEX
 from recip_tourney.envs.linalg4 import solve_both
 
-# index tensors: list indexing takes a slow path, about 5x slower than index_select
 _OTHER_STATE = torch.tensor([0, *(1 + j for j in SWAP_OUTCOME)])  # the other's state per mine
-_SWAP_STATE = torch.tensor(SWAP_STATE)
-_SWAP_OUTCOME = torch.tensor(SWAP_OUTCOME)
 _REWARDS = tuple(  # (own, other) reward of each outcome, own action first
     (PAYOFF[j // 2][j % 2], PAYOFF[j % 2][j // 2]) for j in range(4)
 )
@@ -149,11 +146,11 @@ class View:
         return View(
             self.other,
             self.own,
-            self.p_other.index_select(0, _SWAP_STATE),
-            self.p_own.index_select(0, _SWAP_STATE),
-            self.p0.index_select(0, _SWAP_OUTCOME),
-            self.visitation.index_select(0, _SWAP_OUTCOME),
-            self.u.index_select(0, _SWAP_OUTCOME).flip(1),
+            self.p_other.index_select(0, SWAP_STATE_INDEX),
+            self.p_own.index_select(0, SWAP_STATE_INDEX),
+            self.p0.index_select(0, SWAP_OUTCOME_INDEX),
+            self.visitation.index_select(0, SWAP_OUTCOME_INDEX),
+            self.u.index_select(0, SWAP_OUTCOME_INDEX).flip(1),
             self.gamma,
             self.system,
             not self.system_swapped,
@@ -163,7 +160,7 @@ class View:
         """``A = P - I / gamma`` in this player's outcome order, (4, 4, B)."""
         if not self.system_swapped:
             return self.system
-        return self.system.index_select(0, _SWAP_OUTCOME).index_select(1, _SWAP_OUTCOME)
+        return self.system.index_select(0, SWAP_OUTCOME_INDEX).index_select(1, SWAP_OUTCOME_INDEX)
 
     def gradient(self, u: torch.Tensor | None = None) -> torch.Tensor:
         """Exact gradient of ``p0 . u`` w.r.t. the player's own logits, shape (5, B).
