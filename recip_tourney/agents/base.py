@@ -11,11 +11,18 @@ A meta-learned agent fits the same mould: M-MAML overrides
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from recip_tourney import registry
 from recip_tourney.envs.ipd_analytic import AnalyticIPD, View
+
+if TYPE_CHECKING:
+    from recip_tourney.pretrain.artifacts import ArtifactSpec
+    from recip_tourney.tournament.schedule import Player, SeedSlot
 
 
 class Params(BaseModel):
@@ -26,6 +33,54 @@ class Params(BaseModel):
 
 class NoParams(Params):
     """An agent without parameters."""
+
+
+@dataclass(frozen=True)
+class PairingContext:
+    """What an agent may need to know about a pairing to name its pretrained artifacts.
+
+    Attributes
+    ----------
+    me, opponent : Player
+        This agent's and its opponent's roster entries (name and resolved parameters).
+    settings : dict
+        The game's resolved settings.
+    agent_params : dict
+        Resolved parameters of every agent of the game (e.g. the NL that M-FOS's self-play
+        curriculum trains against).
+    """
+
+    me: Player
+    opponent: Player
+    settings: dict[str, Any]
+    agent_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def swap(self) -> PairingContext:
+        """The same pairing from the opponent's side."""
+        return PairingContext(self.opponent, self.me, self.settings, self.agent_params)
+
+
+@dataclass(frozen=True)
+class MatchContext:
+    """What an agent learns about the match it is built for, before it plays.
+
+    Attributes
+    ----------
+    role : str
+        ``agent`` (moves first, slot p1) or ``opponent``.
+    seeds : tuple of SeedSlot
+        The repetitions sharing the batch, in batch order.
+    games_per_seed : int
+        Columns of the batch that belong to each seed.
+    artifacts : list of dict
+        Payloads of this agent's pretrained artifacts, in the order of its
+        :meth:`AnalyticAgent.artifacts` for this pairing.
+    """
+
+    role: str
+    seeds: tuple[SeedSlot, ...]
+    games_per_seed: int
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
 
 
 class AnalyticAgent(ABC):
@@ -42,11 +97,22 @@ class AnalyticAgent(ABC):
     """
 
     registry_name: str = "?"
+    #: Starting points the agent plays from (M-MAML: one per meta-learned initialisation).
+    #: The match gives each of them ``batch`` games, so a pairing averages over them.
+    replicas: int = 1
 
     def __init__(self, params: Params, game: AnalyticIPD, init_std: float = 1.0) -> None:
         self.params = params
         self.game = game
         self.init_std = init_std
+
+    @classmethod
+    def artifacts(cls, pairing: PairingContext) -> list[ArtifactSpec]:
+        """Pretrained artifacts this agent needs to play ``pairing`` (none by default)."""
+        return []
+
+    def prepare(self, match: MatchContext) -> None:  # noqa: B027 - optional hook
+        """Called once before a match with its seeds and this agent's artifacts."""
 
     def initial_logits(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Starting logits, state-major (5, batch): i.i.d. N(0, init_std) by default.
@@ -73,3 +139,16 @@ class AnalyticAgent(ABC):
     def diagnostics(self) -> dict[str, torch.Tensor]:
         """Per-game scalars (shape (B,)) describing the last update, logged per update."""
         return {}
+
+
+def build_agent(
+    game_name: str, player: Player, game: AnalyticIPD, init_std: float
+) -> AnalyticAgent:
+    """Instantiate a registered agent from its roster entry (inside the worker)."""
+    info = registry.agent(game_name, player.name)
+    return info.cls(info.params(**player.params), game, init_std)
+
+
+def agent_class(game_name: str, name: str) -> type[AnalyticAgent]:
+    """The registered class of agent ``name``."""
+    return registry.agent(game_name, name).cls

@@ -16,13 +16,12 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from recip_tourney.agents.base import AnalyticAgent
+from recip_tourney.agents.base import MatchContext, build_agent
 from recip_tourney.envs.ipd import STATES
 from recip_tourney.envs.ipd_analytic import AnalyticIPD, View
-from recip_tourney.registry import agent as agent_info
 from recip_tourney.registry import register_game
 from recip_tourney.tournament.records import match_record
-from recip_tourney.tournament.schedule import MatchSpec, Player
+from recip_tourney.tournament.schedule import MatchSpec
 
 
 class AnalyticSettings(BaseModel):
@@ -36,14 +35,6 @@ class AnalyticSettings(BaseModel):
     warmup_updates: int = Field(1, ge=0, description="unrecorded updates at the start")
     init_std: float = Field(1.0, ge=0.0, description="std of learners' N(0, std) logits")
     dtype: Literal["float32", "float64"] = Field("float32", description="floating type")
-
-
-def build_agent(
-    game_name: str, player: Player, game: AnalyticIPD, init_std: float
-) -> AnalyticAgent:
-    """Instantiate a registered agent from its roster entry (inside the worker)."""
-    info = agent_info(game_name, player.name)
-    return info.cls(info.params(**player.params), game, init_std)
 
 
 _SUMMARY_KEYS = ("reward", "opponent_reward", "p_cooperate", "opponent_p_cooperate")
@@ -76,11 +67,15 @@ def play_analytic(spec: MatchSpec) -> list[dict[str, Any]]:
     first = build_agent(spec.game, spec.agent, game, s.init_std)
     second = build_agent(spec.game, spec.opponent, game, s.init_std)
     n = len(spec.seeds)
+    # M-MAML plays from each of its initialisations: every seed gets batch games per one
+    games = s.batch * max(first.replicas, second.replicas)
+    for role, player in (("agent", first), ("opponent", second)):
+        player.prepare(MatchContext(role, spec.seeds, games, spec.artifacts.get(role, [])))
     starts_a, starts_b = [], []
     for slot in spec.seeds:
         generator = torch.Generator().manual_seed(slot.seed)
-        starts_a.append(first.initial_logits(s.batch, generator))
-        starts_b.append(second.initial_logits(s.batch, generator))
+        starts_a.append(first.initial_logits(games, generator))
+        starts_b.append(second.initial_logits(games, generator))
     theta_a, theta_b = torch.cat(starts_a, dim=1), torch.cat(starts_b, dim=1)
 
     summaries: list[torch.Tensor] = []  # per update, (4, n): see View.summary

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,10 @@ from rich.progress import (
 )
 
 from recip_tourney import __version__
+from recip_tourney.agents.base import PairingContext, agent_class
 from recip_tourney.config import Config
+from recip_tourney.pretrain.artifacts import ArtifactSpec, ensure
+from recip_tourney.pretrain.cache import ArtifactCache
 from recip_tourney.tournament.match import play_match
 from recip_tourney.tournament.schedule import MatchSpec, round_robin
 from recip_tourney.tournament.store import RUN_SCHEMA, ResultsDir
@@ -69,6 +72,41 @@ def schedule(config: Config) -> list[MatchSpec]:
     )
 
 
+def pairing_artifacts(config: Config, spec: MatchSpec) -> dict[str, list[ArtifactSpec]]:
+    """The pretrained artifacts each player of ``spec`` needs, by role."""
+    settings = config.settings.model_dump()
+    pairing = PairingContext(spec.agent, spec.opponent, settings, config.agent_params)
+    needs = {
+        "agent": agent_class(config.game, spec.agent.name).artifacts(pairing),
+        "opponent": agent_class(config.game, spec.opponent.name).artifacts(pairing.swap()),
+    }
+    return {role: specs for role, specs in needs.items() if specs}
+
+
+def attach_artifacts(
+    config: Config,
+    specs: list[MatchSpec],
+    cache: ArtifactCache,
+    *,
+    train: bool,
+    console: Console,
+    progress: bool,
+) -> list[MatchSpec]:
+    """Load (training where missing) every artifact the units need and attach them."""
+    needs = [pairing_artifacts(config, spec) for spec in specs]
+    wanted = [a for need in needs for role in need.values() for a in role]
+    if not wanted:
+        return specs
+    payloads = ensure(wanted, cache, train=train, console=console, progress=progress)
+    return [
+        replace(
+            spec,
+            artifacts={role: [payloads[a.digest] for a in arts] for role, arts in need.items()},
+        )
+        for spec, need in zip(specs, needs, strict=True)
+    ]
+
+
 def manifest_for(config: Config, specs: list[MatchSpec], jobs: int) -> dict[str, Any]:
     """The results-directory manifest of a run of ``config``."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -103,6 +141,8 @@ def run_tournament(
     force: bool = False,
     console: Console | None = None,
     progress: bool = True,
+    cache: ArtifactCache | None = None,
+    pretrain: bool = True,
 ) -> RunReport:
     """Play every match of ``config`` that ``out`` does not hold yet.
 
@@ -120,6 +160,11 @@ def run_tournament(
         Where progress and notices go (stderr by default).
     progress : bool
         Show the progress bar.
+    cache : ArtifactCache, optional
+        Pretrained artifacts (default: the user's cache plus those shipped in the package).
+    pretrain : bool
+        Train missing artifacts (with a notice and a progress bar); False makes a missing
+        artifact an error.
     """
     console = console or Console(stderr=True)
     start = time.perf_counter()
@@ -128,6 +173,10 @@ def run_tournament(
     moved = store.prepare(manifest_for(config, specs, jobs), force=force)
     done, corrupt = store.finished(config.settings_hash)
     pending = [unit for spec in specs if (unit := spec.without(done)) is not None]
+    pending = attach_artifacts(
+        config, pending, cache or ArtifactCache(), train=pretrain, console=console,
+        progress=progress,
+    )  # fmt: skip
     total = sum(len(spec.seeds) for spec in specs)
     left = sum(len(unit.seeds) for unit in pending)
     report = RunReport(out, total, total - left, notices=list(corrupt))

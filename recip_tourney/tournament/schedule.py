@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -56,6 +56,9 @@ class MatchSpec:
     agent: Player
     opponent: Player
     seeds: tuple[SeedSlot, ...]
+    #: Pretrained artifacts by role (``agent``/``opponent``), in the order the agent
+    #: names them: plain tensors that travel with the unit, so workers need no cache.
+    artifacts: dict[str, list[dict[str, Any]]] = field(default_factory=dict, compare=False)
 
     def without(self, finished: set[str]) -> MatchSpec | None:
         """The same unit minus finished match ids; None when nothing is left."""

@@ -1,0 +1,1 @@
+"""Pre-training of agents whose tournament policy is learned beforehand (M-MAML, ...)."""

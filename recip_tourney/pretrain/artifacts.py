@@ -1,0 +1,264 @@
+"""What a pretrained artifact is, who trains it, and making sure the ones a run needs exist.
+
+An :class:`ArtifactSpec` names a kind (``mmaml``, ``mfos``), a JSON-able key holding
+everything that determines the result (game settings, the learner's parameters, the
+opponent it trains against, the training seed) and the artifacts it depends on. Its digest
+adds the learner's code version, so a change to a learner that changes its output (bump
+its version) never reuses an old artifact. Trainers register per kind.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from recip_tourney.errors import UserError
+from recip_tourney.pretrain.cache import ArtifactCache
+from recip_tourney.tournament.schedule import stable_hash
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """One artifact to train or load.
+
+    Attributes
+    ----------
+    kind : str
+        The trainer (``mmaml``, ``mfos``).
+    key : dict
+        Everything that determines the artifact (JSON-able).
+    label : str
+        Human description, e.g. ``M-FOS vs lola, training seed 0``.
+    requires : tuple of ArtifactSpec
+        Artifacts the training needs first (e.g. M-MAML's initialisations for M-FOS vs
+        M-MAML); their digests are part of this digest.
+    pretrain_command : str
+        The command that trains it by hand.
+    """
+
+    kind: str
+    key: dict[str, Any] = field(hash=False)
+    label: str
+    requires: tuple[ArtifactSpec, ...] = ()
+    pretrain_command: str = ""
+
+    @property
+    def digest(self) -> str:
+        """Stable 20-character key digest (includes the learner's code version)."""
+        trainer = _TRAINERS.get(self.kind)
+        version = trainer.version if trainer else "?"
+        return stable_hash(
+            {
+                "kind": self.kind,
+                "version": version,
+                "key": self.key,
+                "requires": [r.digest for r in self.requires],
+            },
+            20,
+        )
+
+
+@dataclass
+class Training:
+    """What a trainer gets besides its spec: dependencies, progress and checkpoints."""
+
+    spec: ArtifactSpec
+    requirements: dict[str, dict[str, Any]]
+    cache: ArtifactCache
+    on_step: Callable[[dict[str, Any]], None] = lambda row: None
+    total: int = 0
+
+    def resume(self) -> dict[str, Any] | None:
+        """The checkpoint of an interrupted training of this artifact, if any."""
+        return self.cache.load_checkpoint(self.spec.kind, self.spec.digest)
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        """Save a checkpoint (a dict of tensors and plain values)."""
+        self.cache.save_checkpoint(self.spec.kind, self.spec.digest,
+                                   {**state, "digest": self.spec.digest})
+
+
+TrainFn = Callable[[Training], tuple[dict[str, Any], list[dict[str, Any]]]]
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """A registered trainer: ``train(training) -> (payload, log)`` and its code version."""
+
+    kind: str
+    version: str
+    train: TrainFn
+    steps: Callable[[ArtifactSpec], int]
+
+
+_TRAINERS: dict[str, Trainer] = {}
+
+
+def register_trainer(
+    kind: str, *, version: str, steps: Callable[[ArtifactSpec], int]
+) -> Callable[[TrainFn], TrainFn]:
+    """Register the trainer of artifacts of ``kind``; ``steps(spec)`` sizes its progress bar."""
+
+    def decorate(fn: TrainFn) -> TrainFn:
+        _TRAINERS[kind] = Trainer(kind, version, fn, steps)
+        return fn
+
+    return decorate
+
+
+def _flatten(specs: list[ArtifactSpec]) -> list[ArtifactSpec]:
+    """Dependencies first, each digest once."""
+    seen: dict[str, ArtifactSpec] = {}
+
+    def visit(spec: ArtifactSpec) -> None:
+        for dep in spec.requires:
+            visit(dep)
+        seen.setdefault(spec.digest, spec)
+
+    for spec in specs:
+        visit(spec)
+    return list(seen.values())
+
+
+def _describe(row: Mapping[str, Any]) -> str:
+    parts = []
+    for key, value in row.items():
+        if isinstance(value, float):
+            parts.append(f"{key} {value:.4f}")
+        elif key not in ("seconds",):
+            parts.append(f"{key} {value}")
+    return "  ".join(parts)
+
+
+def ensure(
+    specs: list[ArtifactSpec],
+    cache: ArtifactCache,
+    *,
+    train: bool = True,
+    console: Console | None = None,
+    progress: bool = True,
+    log_lines: bool = False,
+    retrain: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Load every artifact of ``specs`` (and their dependencies), training the missing ones.
+
+    Parameters
+    ----------
+    specs : list of ArtifactSpec
+    cache : ArtifactCache
+    train : bool
+        False: a missing artifact is a :class:`UserError` naming the command that trains it.
+    console : Console, optional
+        Where notices, progress and log lines go (stderr by default).
+    progress : bool
+        Show a progress bar while training.
+    log_lines : bool
+        Print one line per training step (meta-episode / outer iteration).
+    retrain : bool
+        Train the top-level ``specs`` again even when cached (dependencies are reused).
+
+    Returns
+    -------
+    dict
+        Payload of every artifact by digest.
+    """
+    console = console or Console(stderr=True)
+    payloads: dict[str, dict[str, Any]] = {}
+    top = {s.digest for s in specs}
+    for spec in _flatten(specs):
+        digest = spec.digest
+        found = None if (retrain and digest in top) else cache.load(spec.kind, digest)
+        for line in cache.notices:
+            console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)
+        cache.notices.clear()
+        if found is not None:
+            payloads[digest] = found
+            continue
+        if not train:
+            raise UserError(
+                f"{spec.label} is not pretrained (artifact {digest} is not in {cache.root}); "
+                f"train it with `{spec.pretrain_command}` or run without --no-pretrain"
+            )
+        payloads[digest] = _train(spec, payloads, cache, console, progress, log_lines)
+    return payloads
+
+
+def _train(
+    spec: ArtifactSpec,
+    payloads: dict[str, dict[str, Any]],
+    cache: ArtifactCache,
+    console: Console,
+    progress: bool,
+    log_lines: bool,
+) -> dict[str, Any]:
+    trainer = _TRAINERS[spec.kind]
+    total = trainer.steps(spec)
+    console.print(
+        f"[cyan]training {spec.label} ({total} steps); cached as {spec.kind}/{spec.digest} "
+        f"in {cache.root}[/cyan]",
+        highlight=False,
+        soft_wrap=True,
+    )
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[last]}"),
+    )
+    start = time.perf_counter()
+    with Progress(*columns, console=console, disable=not progress) as bar:
+        task = bar.add_task(spec.label, total=total, last="")
+        training = Training(
+            spec, {d.digest: payloads[d.digest] for d in spec.requires}, cache, total=total
+        )
+
+        def on_step(row: dict[str, Any]) -> None:
+            text = _describe(row)
+            bar.update(task, advance=1, last=text)
+            if log_lines:
+                bar.console.print(text, highlight=False, soft_wrap=True)
+
+        training.on_step = on_step
+        done = training.resume()
+        if done is not None:
+            bar.update(task, completed=int(done.get("step", 0)))
+            console.print(f"resuming {spec.label} from step {done.get('step', 0)}",
+                          highlight=False)
+        payload, log = trainer.train(training)
+    meta = {
+        "kind": spec.kind,
+        "label": spec.label,
+        "key": spec.key,
+        "requires": [r.digest for r in spec.requires],
+        "version": trainer.version,
+        "command": spec.pretrain_command,
+        "argv": sys.argv[1:],
+        "seconds": round(time.perf_counter() - start, 1),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": _versions(),
+    }
+    folder = cache.save(spec.kind, spec.digest, payload, meta, log)
+    console.print(f"saved {spec.label} to {folder}", highlight=False, soft_wrap=True)
+    return payload
+
+
+def _versions() -> dict[str, str]:
+    from recip_tourney.tournament.runner import versions
+
+    return versions()
