@@ -1,4 +1,4 @@
-"""The ``recip-tourney`` command line: run, table, check, list.
+"""The ``recip-tourney`` command line: run, table, check, pretrain, plot, list.
 
 Every user mistake is a :class:`~recip_tourney.errors.UserError`: one line on stderr, exit
 code 2, no traceback.
@@ -18,11 +18,15 @@ from rich.console import Console
 from rich.table import Table
 
 from recip_tourney import registry
+from recip_tourney.agents.base import PairingContext, agent_class
 from recip_tourney.config import PROFILES, load_config
 from recip_tourney.errors import UserError
+from recip_tourney.pretrain.artifacts import ensure
+from recip_tourney.pretrain.cache import ArtifactCache
 from recip_tourney.tables import regression, render
 from recip_tourney.tables.results import ResultSet
 from recip_tourney.tournament.runner import run_tournament
+from recip_tourney.tournament.schedule import Player
 from recip_tourney.tournament.store import atomic_write_text
 
 app = typer.Typer(
@@ -86,6 +90,16 @@ def run(
     ] = False,
     stat: Annotated[str, typer.Option(help="Spread shown: mean, sem, std or ci95.")] = "sem",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    pretrain: Annotated[
+        bool,
+        typer.Option(
+            "--pretrain/--no-pretrain",
+            help="Train missing pretrained artifacts (M-MAML, M-FOS) or fail on them.",
+        ),
+    ] = True,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Pretraining cache [default: ~/.cache/recip-tourney].")
+    ] = None,
 ) -> None:
     """Play every ordered pairing (self-play included) x seeds and print the payoff table."""
     _positive(seeds, "--seeds")
@@ -110,6 +124,8 @@ def run(
             force=force,
             console=err,
             progress=not quiet,
+            cache=ArtifactCache(cache_dir),
+            pretrain=pretrain,
         )
     except KeyboardInterrupt:
         err.print(
@@ -208,6 +224,96 @@ def check(
     typer.echo(result.text())
     if not result.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def pretrain(
+    agent: Annotated[str, typer.Argument(help="Agent to pretrain: mmaml or mfos.")],
+    against: Annotated[
+        str | None,
+        typer.Option(help="M-FOS: the opponent to train against [default: every roster agent]."),
+    ] = None,
+    game: Annotated[str, typer.Option(help="Game (see `list`).")] = "ipd-analytic",
+    profile: Annotated[str, typer.Option(help="Shipped config: paper or ci.")] = "paper",
+    config: Annotated[Path | None, typer.Option(help="YAML config file to merge.")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: key.sub=value.")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Pretraining cache [default: ~/.cache/recip-tourney].")
+    ] = None,
+    retrain: Annotated[bool, typer.Option(help="Train again even when cached.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar and no per-step log.")] = False,
+) -> None:
+    """Train an agent's pretrained artifacts into the cache, logging every meta-episode."""
+    _choice(profile, PROFILES, "profile")
+    cfg = load_config(game, profile, config, list(overrides or []))
+    needs = [a.name for a in registry.agents(cfg.game) if a.needs_pretraining]
+    _choice(agent, tuple(needs), f"agent to pretrain for {cfg.game}")
+    params = cfg.agent_params
+    if against is None:
+        opponents = [p.name for p in cfg.roster] if agent == "mfos" else [agent]
+    else:
+        registry.agent(cfg.game, against)
+        opponents = [against]
+    me = Player(agent, params[agent])
+    settings = cfg.settings.model_dump()
+    specs = [
+        spec
+        for name in opponents
+        for spec in agent_class(cfg.game, agent).artifacts(
+            PairingContext(me, Player(name, params[name]), settings, params)
+        )
+    ]
+    if not specs:
+        err.print(f"{agent} needs no training with this config", highlight=False)
+        return
+    cache = ArtifactCache(cache_dir)
+    ensure(specs, cache, console=err, progress=not quiet, log_lines=not quiet, retrain=retrain)
+    for spec in specs:
+        out.print(f"{spec.label}: {cache.root / spec.kind / spec.digest}", highlight=False,
+                  soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def plot(
+    source: Annotated[
+        Path, typer.Argument(help="Results directory, or a pretraining log (log.jsonl).")
+    ],
+    kind: Annotated[str, typer.Option(help="heatmap or curves (results directories).")] = (
+        "heatmap"
+    ),
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="FILE.png, .pdf or .svg.")
+    ] = None,
+    stat: Annotated[str, typer.Option(help="Spread shown: mean, sem, std or ci95.")] = "sem",
+    pairs: Annotated[
+        str | None, typer.Option(help="Curves of these pairings only: agent:opponent,...")
+    ] = None,
+) -> None:
+    """Figures: payoff heatmap or learning curves of a run, or an M-FOS/M-MAML training curve."""
+    from recip_tourney import plots  # matplotlib only for this command
+
+    if source.is_dir() and (source / "log.jsonl").is_file():
+        source = source / "log.jsonl"
+    if source.is_file():
+        target = output or source.with_suffix(".png")
+        written = plots.plot_training_log(source, target)
+    else:
+        _choice(kind, plots.KINDS, "figure kind")
+        chosen = None
+        if pairs:
+            chosen = []
+            for item in pairs.split(","):
+                agent, sep, opponent = item.strip().partition(":")
+                if not sep or not agent or not opponent:
+                    raise UserError(f"--pairs expects agent:opponent[,...], got {item!r}")
+                chosen.append((agent, opponent))
+        target = output or source / f"{kind}.png"
+        written = plots.plot_results(source, kind, target, stat=stat, pairs=chosen)
+    err.print(f"wrote {written}", highlight=False, soft_wrap=True)
 
 
 @app.command("list")

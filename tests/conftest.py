@@ -121,3 +121,38 @@ def write_results(tmp_path: Path) -> Callable[..., Path]:
         return store(tmp_path / f"results{next(counter)}", roster, records)
 
     return write
+
+
+_TINY: dict[str, list[dict[str, Any]]] = {}
+
+
+def tiny_artifacts(name: str) -> list[dict[str, Any]]:
+    """Artifacts of agent ``name`` against itself with the ci profile's tiny budgets.
+
+    Trained once per test session into a temporary cache (a second or two each).
+    """
+    if name not in _TINY:
+        import tempfile
+
+        from recip_tourney.agents.base import PairingContext, agent_class
+        from recip_tourney.config import load_config
+        from recip_tourney.pretrain.artifacts import ensure
+        from recip_tourney.pretrain.cache import ArtifactCache
+        from recip_tourney.tournament.schedule import Player
+
+        cfg = load_config("ipd-analytic", "ci")
+        me = Player(name, cfg.agent_params[name])
+        pairing = PairingContext(me, me, cfg.settings.model_dump(), cfg.agent_params)
+        specs = agent_class("ipd-analytic", name).artifacts(pairing)
+        cache = ArtifactCache(Path(tempfile.mkdtemp(prefix="tiny-artifacts-")), packaged=False)
+        payloads = ensure(specs, cache, progress=False)
+        _TINY[name] = [payloads[s.digest] for s in specs]
+    return _TINY[name]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_pretraining_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never write to the user's cache: RECIP_TOURNEY_CACHE points to a temp dir."""
+    import os
+
+    os.environ["RECIP_TOURNEY_CACHE"] = str(tmp_path_factory.mktemp("pretraining-cache"))

@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import oracles
 import pytest
 import torch
 
 from recip_tourney import registry
-from recip_tourney.agents.base import AnalyticAgent
+from conftest import tiny_artifacts
+
+from recip_tourney.agents.base import AnalyticAgent, MatchContext
 from recip_tourney.agents.influence import influence_terms, shaped_rewards, shaped_value
 from recip_tourney.envs.ipd import STATES
 from recip_tourney.envs.ipd_analytic import AnalyticIPD, joint
 from recip_tourney.tournament.analytic import play_analytic
-from recip_tourney.tournament.schedule import Player, round_robin
+from recip_tourney.tournament.schedule import Player, SeedSlot, round_robin
 
 GAME = "ipd-analytic"
 F64 = torch.float64
 
 
 def build(name: str, dtype: torch.dtype = F64, **params: object) -> AnalyticAgent:
+    """An agent with ``params``; one that needs pretraining gets tiny ci-profile artifacts."""
     info = registry.agent(GAME, name)
-    return info.cls(info.params(**params), AnalyticIPD(0.96, dtype), 1.0)
+    agent = info.cls(info.params(**params), AnalyticIPD(0.96, dtype), 1.0)
+    if info.needs_pretraining:
+        agent.prepare(MatchContext("agent", (SeedSlot(0, 1, "m"),), 16, tiny_artifacts(name)))
+    return agent
 
 
 def random_logits(seed: int, batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,6 +82,9 @@ class AgentContract:
             [Player(self.name, self.info.params().model_dump())],
             2,
         )[0]
+        if self.info.needs_pretraining:
+            artifacts = tiny_artifacts(self.name)
+            spec = replace(spec, artifacts={"agent": artifacts, "opponent": artifacts})
         for record in play_analytic(spec):
             assert -3.0 - 1e-5 <= record["summary"]["reward"] <= 1e-5
             assert len(record["curves"]["reward"]) == 5
@@ -270,3 +281,65 @@ def test_a_seed_gives_the_same_numbers_alone_or_batched_with_others(pairing):
     assert together[2]["summary"] == alone[0]["summary"]
     assert together[2]["curves"] == alone[0]["curves"]
     assert together[2]["cooperation"] == alone[0]["cooperation"]
+
+
+# ------------------------------------------------------------------------- meta-learners
+class TestMMAML(AgentContract):
+    name, learns = "mmaml", True
+
+    def test_plays_every_initialisation_on_an_equal_block_of_games(self):
+        agent = build("mmaml", n_inits=3)
+        starts = tiny_artifacts("mmaml")[0]["logits"]
+        logits = agent.initial_logits(6, torch.Generator())
+        expected = starts.repeat_interleave(2, dim=0).T
+        torch.testing.assert_close(logits, expected, rtol=0, atol=0)
+
+    def test_published_initialisations_need_no_artifact(self):
+        info = registry.agent(GAME, "mmaml")
+        agent = info.cls(info.params(init="published"), AnalyticIPD(0.96, F64), 1.0)
+        agent.prepare(MatchContext("agent", (), 10, []))
+        assert agent.replicas == 10
+        first = agent.initial_logits(10, torch.Generator())[:, 0]
+        torch.testing.assert_close(
+            first, torch.tensor([4.327, 4.493, -4.732, 0.075, -3.233], dtype=F64)
+        )
+
+    def test_updates_like_a_naive_learner_with_lr_one(self):
+        own, other = random_logits(4)
+        view = AnalyticIPD(0.96, F64).evaluate(own, other)
+        torch.testing.assert_close(build("mmaml").update(view), build("nl").update(view))
+
+    def test_a_pairing_averages_over_the_initialisations(self):
+        spec = round_robin(GAME, {"batch": 4, "updates": 3, "dtype": "float64"}, "h", 0,
+                           [Player("mmaml", {**registry.agent(GAME, "mmaml").params(
+                               n_inits=3).model_dump()})], 1)[0]  # fmt: skip
+        arts = tiny_artifacts("mmaml")
+        record = play_analytic(replace(spec, artifacts={"agent": arts, "opponent": arts}))[0]
+        assert len(record["curves"]["reward"]) == 3
+
+
+class TestMFOS(AgentContract):
+    name, learns = "mfos", True
+
+    def test_samples_its_next_policy_from_the_trained_meta_policy(self):
+        own, other = random_logits(5)
+        view = AnalyticIPD(0.96, F64).evaluate(own, other)
+        first, again = build("mfos").update(view), build("mfos").update(view)
+        torch.testing.assert_close(first, again, rtol=0, atol=0)  # per-seed generator
+        agent = build("mfos")
+        agent.update(view)
+        assert not torch.equal(agent.update(view), first)  # a fresh draw each game
+
+    def test_self_play_artifact_gives_each_slot_its_own_player(self):
+        arts = tiny_artifacts("mfos")  # trained against itself: the self-play curriculum
+        assert set(arts[0]) == {"player0", "player1"}
+        own, other = random_logits(6)
+        view = AnalyticIPD(0.96, F64).evaluate(own, other)
+        moves = {}
+        for role in ("agent", "opponent"):
+            info = registry.agent(GAME, "mfos")
+            agent = info.cls(info.params(), AnalyticIPD(0.96, F64), 1.0)
+            agent.prepare(MatchContext(role, (SeedSlot(0, 1, "m"),), 16, arts))
+            agent._generators = [torch.Generator().manual_seed(0)]  # same noise for both
+            moves[role] = agent.update(view)
+        assert not torch.allclose(moves["agent"], moves["opponent"])
