@@ -33,18 +33,19 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest
 	@tmp=$$(mktemp -d) && \
-	$(BIN)/recip-tourney run --game ipd-analytic --profile ci --jobs $(JOBS) --out $$tmp/ci --quiet >/dev/null && \
+	$(BIN)/recip-tourney run --game ipd-analytic --profile ci --jobs $(JOBS) --out $$tmp/ci --cache-dir $$tmp/cache --quiet >/dev/null && \
 	$(BIN)/recip-tourney check $$tmp/ci --against $(GOLDEN) --atol $(GOLDEN_ATOL); \
 	status=$$?; rm -rf $$tmp; exit $$status
 
 golden: install
 	@tmp=$$(mktemp -d) && \
-	$(BIN)/recip-tourney run --game ipd-analytic --profile ci --jobs $(JOBS) --out $$tmp/ci --quiet >/dev/null && \
+	$(BIN)/recip-tourney run --game ipd-analytic --profile ci --jobs $(JOBS) --out $$tmp/ci --cache-dir $$tmp/cache --quiet >/dev/null && \
 	$(BIN)/recip-tourney table $$tmp/ci --format csv --table payoff -o $(GOLDEN); \
 	status=$$?; rm -rf $$tmp; exit $$status
 
 bench: install
 	$(BIN)/python benchmarks/bench_ipd_analytic.py
+	$(BIN)/python benchmarks/bench_mfos.py --mmaml 5
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -7,10 +7,9 @@ from dataclasses import replace
 import oracles
 import pytest
 import torch
-
-from recip_tourney import registry
 from conftest import tiny_artifacts
 
+from recip_tourney import registry
 from recip_tourney.agents.base import AnalyticAgent, MatchContext
 from recip_tourney.agents.influence import influence_terms, shaped_rewards, shaped_value
 from recip_tourney.envs.ipd import STATES

@@ -195,7 +195,9 @@ def meta_train(
     at 512: the largest of {64, 128, 256, 512} and still within a 10-minute budget on a
     machine loaded twice over. 512 opponents per init and outer step keep the meta-gradient
     estimate smooth for Adam at lr 0.01; the sum (not mean) over the batch only scales the gradient,
-    which Adam normalises away.
+    which Adam normalises away. On a *shared* machine prefer ``torch.set_num_threads(1)``: it
+    is as fast when idle, while two threads slowed to a median 2 s (worst 44 s) per
+    iteration when another process held a core.
     """
     generator = torch.Generator().manual_seed(seed)
     phi0, alpha0 = initial_meta_parameters(generator, n_inits, dtype)
