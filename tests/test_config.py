@@ -17,7 +17,7 @@ from recip_tourney.config import Config, load_config, load_yaml, parse_yaml
 from recip_tourney.errors import UserError
 
 GAME = "ipd-analytic"
-PAPER_ROSTER = ["nl", "lola", "reciprocator", "tft", "allc", "alld", "random"]
+PAPER_ROSTER = ["nl", "lola", "mmaml", "mfos", "reciprocator"]
 AGENTS = sorted(a.name for a in registry.agents(GAME))
 SETTINGS_KEYS = ["gamma", "batch", "updates", "warmup_updates", "init_std", "dtype"]
 
@@ -60,8 +60,12 @@ def test_ci_profile_changes_only_its_keys() -> None:
     assert ci.seeds == 2
     expected = {**paper.settings.model_dump(), "batch": 64, "updates": 20, "dtype": "float64"}
     assert ci.settings.model_dump() == expected
-    assert roster(ci) == roster(paper)
-    assert ci.agent_params == paper.agent_params
+    assert roster(ci) == roster(paper) + ["tft", "alld"]
+    tiny = {"mmaml": {"n_inits": 3, "iterations": 4, "unroll": 10, "meta_batch": 8},
+            "mfos": {"meta_episodes": 3, "train_batch": 32, "hidden": 16,
+                     "curriculum_decay": 0.4}}  # fmt: skip
+    expected = {name: {**p, **tiny.get(name, {})} for name, p in paper.agent_params.items()}
+    assert ci.agent_params == expected
 
 
 def test_unknown_profile_is_refused() -> None:
