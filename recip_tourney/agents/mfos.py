@@ -40,8 +40,9 @@ class MFOSParams(Params):
     train_seed: int = Field(0, ge=0, description="base seed of the trainings")
     reciprocator_swap: bool = Field(
         False,
-        description="reproduce the reference's M-FOS-vs-Reciprocator swap (spec 7.5, quirk 2): "
-        "M-FOS trained on the Reciprocator's return (forensic use only)",
+        description="reproduce the reward half of the reference's M-FOS-vs-Reciprocator swap "
+        "(spec 7.5, quirk 2): M-FOS trained on the Reciprocator's return (forensic use only; "
+        "the Reciprocator's baselines stay correct)",
     )
 
 
