@@ -129,6 +129,8 @@ _TINY: dict[str, list[dict[str, Any]]] = {}
 def tiny_artifacts(name: str) -> list[dict[str, Any]]:
     """Artifacts of agent ``name`` against itself with the ci profile's tiny budgets.
 
+    M-MAML uses its trained initialisations here (the shipped config uses the published).
+
     Trained once per test session into a temporary cache (a second or two each).
     """
     if name not in _TINY:
@@ -140,7 +142,7 @@ def tiny_artifacts(name: str) -> list[dict[str, Any]]:
         from recip_tourney.pretrain.cache import ArtifactCache
         from recip_tourney.tournament.schedule import Player
 
-        cfg = load_config("ipd-analytic", "ci")
+        cfg = load_config("ipd-analytic", "ci", overrides=["agents.mmaml.init=trained"])
         me = Player(name, cfg.agent_params[name])
         pairing = PairingContext(me, me, cfg.settings.model_dump(), cfg.agent_params)
         specs = agent_class("ipd-analytic", name).artifacts(pairing)

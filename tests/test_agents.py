@@ -24,6 +24,8 @@ F64 = torch.float64
 def build(name: str, dtype: torch.dtype = F64, **params: object) -> AnalyticAgent:
     """An agent with ``params``; one that needs pretraining gets tiny ci-profile artifacts."""
     info = registry.agent(GAME, name)
+    if name == "mmaml":
+        params = {"init": "trained", "n_inits": 3, **params}  # the tiny trained artifact
     agent = info.cls(info.params(**params), AnalyticIPD(0.96, dtype), 1.0)
     if info.needs_pretraining:
         agent.prepare(MatchContext("agent", (SeedSlot(0, 1, "m"),), 16, tiny_artifacts(name)))
@@ -287,7 +289,7 @@ class TestMMAML(AgentContract):
     name, learns = "mmaml", True
 
     def test_plays_every_initialisation_on_an_equal_block_of_games(self):
-        agent = build("mmaml", n_inits=3)
+        agent = build("mmaml")
         starts = tiny_artifacts("mmaml")[0]["logits"]
         logits = agent.initial_logits(6, torch.Generator())
         expected = starts.repeat_interleave(2, dim=0).T
@@ -311,7 +313,7 @@ class TestMMAML(AgentContract):
     def test_a_pairing_averages_over_the_initialisations(self):
         spec = round_robin(GAME, {"batch": 4, "updates": 3, "dtype": "float64"}, "h", 0,
                            [Player("mmaml", {**registry.agent(GAME, "mmaml").params(
-                               n_inits=3).model_dump()})], 1)[0]  # fmt: skip
+                               init="trained", n_inits=3).model_dump()})], 1)[0]  # fmt: skip
         arts = tiny_artifacts("mmaml")
         record = play_analytic(replace(spec, artifacts={"agent": arts, "opponent": arts}))[0]
         assert len(record["curves"]["reward"]) == 3

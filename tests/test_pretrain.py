@@ -19,9 +19,9 @@ from recip_tourney.pretrain.cache import ARTIFACT, META, ArtifactCache
 from recip_tourney.tournament.schedule import Player
 
 
-def specs_for(against: str, **overrides: object):
-    cfg = load_config("ipd-analytic", "ci", overrides=[f"agents.mfos.{k}={v}"
-                                                       for k, v in overrides.items()])
+def specs_for(against: str, *extra: str, **overrides: object):
+    sets = [f"agents.mfos.{k}={v}" for k, v in overrides.items()]
+    cfg = load_config("ipd-analytic", "ci", overrides=[*sets, *extra])
     me = Player("mfos", cfg.agent_params["mfos"])
     opponent = Player(against, cfg.agent_params[against])
     pairing = PairingContext(me, opponent, cfg.settings.model_dump(), cfg.agent_params)
@@ -42,8 +42,10 @@ def test_key_digest_changes_with_what_determines_the_artifact():
 
 
 def test_mfos_against_mmaml_depends_on_the_mmaml_artifact():
-    (spec,) = specs_for("mmaml")
+    (spec,) = specs_for("mmaml", "agents.mmaml.init=trained")
     assert [r.kind for r in spec.requires] == ["mmaml"]
+    (published,) = specs_for("mmaml")
+    assert published.requires == () and published.digest != spec.digest
 
 
 def test_missing_artifact_without_training_names_the_command(tmp_path):

@@ -26,6 +26,14 @@ TABLE_A = {
     ("reciprocator", "nl"): -1.029,
     ("reciprocator", "lola"): -1.059,
     ("reciprocator", "reciprocator"): -1.064,
+    # M-MAML pairings: averaged over the ten published initialisations
+    ("nl", "mmaml"): -1.279,
+    ("lola", "mmaml"): -1.043,
+    ("mmaml", "nl"): -1.253,
+    ("mmaml", "lola"): -1.150,
+    ("mmaml", "mmaml"): -1.174,
+    ("mmaml", "reciprocator"): -1.247,
+    ("reciprocator", "mmaml"): -1.050,
 }
 # the column agent's reward in the same runs (the agent moving second, slot p2)
 SECOND_MOVER = {
@@ -42,6 +50,8 @@ TABLE_B = {
     ("reciprocator", "lola"): (-1.035, -1.047),
     ("lola", "reciprocator"): (-1.060, -1.052),
     ("reciprocator", "reciprocator"): (-1.050, -1.053),
+    ("reciprocator", "mmaml"): (-1.017, -1.050),
+    ("mmaml", "reciprocator"): (-1.088, -1.030),
 }
 
 
@@ -50,9 +60,10 @@ def payoff(tmp_path, *overrides: str):
         "ipd-analytic",
         "paper",
         None,
-        ["roster=[nl, lola, reciprocator]", "seeds=2", "settings.batch=512", *overrides],
+        ["roster=[nl, lola, mmaml, reciprocator]", "seeds=2", "settings.batch=512", *overrides],
     )
-    run_tournament(config, tmp_path, jobs=1, progress=False)
+    assert config.agent_params["mmaml"]["init"] == "published"
+    run_tournament(config, tmp_path, jobs=1, progress=False, pretrain=False)
     table = ResultSet.from_dir(tmp_path).payoff().set_index(["agent", "opponent"])
     return table
 
@@ -80,7 +91,9 @@ def test_nl_vs_nl_ends_in_mutual_defection(as_implemented, tmp_path):
 def test_reciprocator_pairings_end_near_mutual_cooperation(as_implemented):
     for (agent, opponent), row in as_implemented.iterrows():
         if "reciprocator" in (agent, opponent):
-            assert row["reward_mean"] > -1.15 and row["opponent_reward_mean"] > -1.15
+            # M-MAML's averaged starts keep it at about -1.25 (Table A: -1.247)
+            floor = -1.30 if "mmaml" in (agent, opponent) else -1.15
+            assert row["reward_mean"] > floor and row["opponent_reward_mean"] > floor
 
 
 def test_table_b_with_the_corrected_baseline_lookup(tmp_path):

@@ -22,9 +22,9 @@ class MMAMLParams(NaiveParams):
     """Parameters of :class:`MMAML`: its tournament step size and its meta-training."""
 
     init: Literal["trained", "published"] = Field(
-        "trained",
-        description="trained: initialisations meta-trained by this project (`recip-tourney "
-        "pretrain mmaml`); published: the ten of the M-FOS repository",
+        "published",
+        description="published: the ten initialisations of the M-FOS repository (the paper's "
+        "numbers); trained: meta-trained by this project (`recip-tourney pretrain mmaml`)",
     )
     n_inits: int = Field(10, gt=0, description="independent meta-trainings (initialisations)")
     iterations: int = Field(1000, gt=0, description="outer Adam iterations")
