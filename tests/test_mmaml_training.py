@@ -80,7 +80,9 @@ def test_peer_learning_term_is_present():
 
 
 def test_deterministic_and_seeded():
+    threads = torch.get_num_threads()
     first, second = meta_train(**TINY), meta_train(**TINY)
+    assert torch.get_num_threads() == threads  # the single-threaded run restores the setting
     assert torch.equal(first.logits, second.logits)
     assert torch.equal(first.own_lr, second.own_lr)
     assert first.log == second.log

@@ -12,8 +12,9 @@ reproduces the training that made them, with every independent initialisation in
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -96,9 +97,9 @@ def sample_opponents(
     init_std: float = 1.0,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """N(0, init_std) opponent logits, state-major (5, n_inits * batch), init k's block k.
+    """N(0, init_std) opponent logits, state-major (5, n_inits * batch), block k for init k.
 
-    Drawn game by game, (n_inits, batch, 5), in float64 and then cast.
+    Drawn game by game, (n_inits * batch, 5), in float64 and then cast.
     """
     draw = torch.randn(n_inits * batch, len(STATES), generator=generator, dtype=torch.float64)
     return (init_std * draw).T.contiguous().to(dtype)
@@ -132,9 +133,8 @@ def unroll_outer_loss(
         The naive opponents' step size.
 
     The inner gradients are the closed-form :meth:`View.gradient` (explicit differentiable
-    ops on the solved system), so one ``backward`` of ``loss`` gives the exact meta-gradient
-    through both players' updates with no nested autograd.
-    """
+    ops), so one ``backward`` of ``loss`` gives the exact meta-gradient through both
+    players' updates (the peer-learning term included) with no nested autograd."""
     n_inits = phi.shape[0]
     batch = opponents.shape[1] // n_inits
     if steps < 1 or opponents.shape != (len(STATES), n_inits * batch):
@@ -159,6 +159,17 @@ def unroll_outer_loss(
         reward=scale * value.detach().mean(),
         opponent_reward=scale * other_value.mean(),
     )
+
+
+@contextlib.contextmanager
+def _single_threaded() -> Iterator[None]:
+    """Run torch on one intra-op thread inside the block (see :func:`meta_train`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def meta_train(
@@ -187,17 +198,21 @@ def meta_train(
     Everything is drawn from one ``torch.Generator`` seeded with ``seed`` (meta-parameters
     first, then each iteration's opponents), so a call is deterministic.
 
+    Threads: the run is single-threaded (``torch.set_num_threads(1)`` for its duration, the
+    previous setting restored after). Thousands of tiny operations dominate the cost, so a
+    second thread gains nothing (idle 2-core machine, batch 512: 0.26 s per iteration on 1
+    thread, 0.29 s on 2), and when another process holds a core, the backward of
+    ``index_select`` (``scatter_add_``, parallel at any size) made two threads 10-50 times
+    slower. Results do not depend on the thread count.
+
     Batch size: the spec does not state the reference's ``b``. The default 512 is a cost
-    choice. The unroll is dominated by per-operation overhead, not by the batch: on this
-    project's 2-core CPU (``torch.set_num_threads(2)``, idle machine) one outer iteration of
-    the full default (10 inits, 100 steps) measured 0.145 s at batch 64, 0.19 s at 128,
-    0.21 s at 256, 0.29 s at 512 (0.36 s at 1024), so 1000 iterations take about 5 minutes
-    at 512: the largest of {64, 128, 256, 512} and still within a 10-minute budget on a
-    machine loaded twice over. 512 opponents per init and outer step keep the meta-gradient
-    estimate smooth for Adam at lr 0.01; the sum (not mean) over the batch only scales the gradient,
-    which Adam normalises away. On a *shared* machine prefer ``torch.set_num_threads(1)``: it
-    is as fast when idle, while two threads slowed to a median 2 s (worst 44 s) per
-    iteration when another process held a core.
+    choice. Median seconds per outer iteration of the full default (10 inits, 100 steps) on
+    this project's 2-core CPU, one core busy with another job: 0.17 at batch 64, 0.20 at 128,
+    0.22 at 256, 0.31 at 512 (0.49 at 1024). So 1000 iterations take about 5 minutes at 512,
+    the largest of {64, 128, 256, 512}, within a 10-minute budget with a 2x margin.
+    512 opponents per init and outer step keep the meta-gradient estimate smooth for Adam
+    at lr 0.01; the sum (not mean) over the batch only scales the gradient, which Adam
+    normalises away.
     """
     generator = torch.Generator().manual_seed(seed)
     phi0, alpha0 = initial_meta_parameters(generator, n_inits, dtype)
@@ -209,21 +224,24 @@ def meta_train(
     optimiser = torch.optim.Adam([phi, alpha], lr=outer_lr)
     env = AnalyticIPD(gamma, dtype)
     log: list[dict] = []
-    for iteration in range(iterations):
-        opponents = sample_opponents(generator, n_inits, batch, init_std, dtype)
-        out = unroll_outer_loss(env, phi, alpha, opponents, steps=unroll, opponent_lr=opponent_lr)
-        optimiser.zero_grad()
-        out.loss.sum().backward()
-        optimiser.step()
-        entry = {
-            "iteration": iteration,
-            "loss": out.loss.detach().mean().item(),
-            "reward": out.reward.item(),
-            "opponent_reward": out.opponent_reward.item(),
-        }
-        log.append(entry)
-        if callback is not None:
-            callback(entry)
+    with _single_threaded():
+        for iteration in range(iterations):
+            opponents = sample_opponents(generator, n_inits, batch, init_std, dtype)
+            out = unroll_outer_loss(
+                env, phi, alpha, opponents, steps=unroll, opponent_lr=opponent_lr
+            )
+            optimiser.zero_grad()
+            out.loss.sum().backward()
+            optimiser.step()
+            entry = {
+                "iteration": iteration,
+                "loss": out.loss.detach().mean().item(),
+                "reward": out.reward.item(),
+                "opponent_reward": out.opponent_reward.item(),
+            }
+            log.append(entry)
+            if callback is not None:
+                callback(entry)
     return MetaTrainResult(
         logits=phi.detach().to(torch.float64).clone(),
         own_lr=alpha.detach().to(torch.float64).clone(),
