@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -240,7 +241,16 @@ def _train(
             bar.update(task, completed=int(done.get("step", 0)))
             console.print(f"resuming {spec.label} from step {done.get('step', 0)}",
                           highlight=False)
-        payload, log = trainer.train(training)
+        threads = torch.get_num_threads()
+        # One thread: the trainings are thousands of small operations, which a second
+        # thread does not speed up, and which run 10-50x slower when another process
+        # holds a core (OpenMP workers wait on each other). Also fixes the BLAS
+        # summation order, so an artifact does not depend on the machine's core count.
+        torch.set_num_threads(1)
+        try:
+            payload, log = trainer.train(training)
+        finally:
+            torch.set_num_threads(threads)
     meta = {
         "kind": spec.kind,
         "label": spec.label,
@@ -250,6 +260,7 @@ def _train(
         "command": spec.pretrain_command,
         "argv": sys.argv[1:],
         "seconds": round(time.perf_counter() - start, 1),
+        "threads": 1,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": _versions(),
     }
