@@ -12,6 +12,7 @@ TORCH ?= torch==2.13.0
 GOLDEN := tests/golden/ipd-analytic.csv
 GOLDEN_ATOL ?= 1e-6
 JOBS ?= 2
+RUN_ARGS ?=
 
 .PHONY: install run test lint golden bench clean
 
@@ -25,7 +26,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	$(BIN)/recip-tourney run --game ipd-analytic
+	$(BIN)/recip-tourney run --game ipd-analytic $(RUN_ARGS)
 
 lint: install
 	$(BIN)/ruff check recip_tourney tests benchmarks
