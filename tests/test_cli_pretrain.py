@@ -134,3 +134,14 @@ def test_plot_errors_are_one_line(tmp_path):
     assert "valid choices" in one_line_error(cli("plot", tmp_path, "--kind", "pie"))
     assert "agent:opponent" in one_line_error(cli("plot", tmp_path, "--kind", "curves",
                                                   "--pairs", "nl"))
+
+
+def test_meta_learner_pairings_are_identical_whatever_jobs(tmp_path):
+    tables = []
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        result = cli("run", "--profile", "ci", "--jobs", jobs, "--quiet", "--out", out,
+                     "--seeds", 2, "--agents", "mfos,nl,mmaml", "--cache-dir", tmp_path / "c")
+        assert result.exit_code == 0, result.output
+        tables.append(ok("table", out, "--format", "csv", "--table", "payoff").stdout)
+    assert tables[0] == tables[1]
