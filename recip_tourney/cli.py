@@ -262,7 +262,7 @@ def pretrain(
     specs = [
         spec
         for name in opponents
-        for spec in agent_class(cfg.game, agent).artifacts(
+        for spec in agent_class(cfg.game, agent).trainable_artifacts(
             PairingContext(me, Player(name, params[name]), settings, params)
         )
     ]

@@ -100,10 +100,11 @@ def test_pretrain_rejects_agents_without_training():
     assert "unknown agent 'nobody'" in line
 
 
-def test_pretrain_published_mmaml_needs_nothing(tmp_path):
-    result = ok("pretrain", "mmaml", "--profile", "ci", "--set", "agents.mmaml.init=published",
-                "--cache-dir", tmp_path)  # fmt: skip
-    assert "needs no training" in result.stderr
+def test_pretrain_mmaml_trains_ours_even_when_the_tournament_uses_the_published(tmp_path):
+    result = ok("pretrain", "mmaml", "--profile", "ci", "--cache-dir", tmp_path)
+    iterations = [line for line in result.stderr.splitlines() if line.startswith("iteration ")]
+    assert len(iterations) == 4 and "loss" in iterations[0]
+    assert len(list((tmp_path / "mmaml").iterdir())) == 1
 
 
 def _is_png(path: Path) -> None:

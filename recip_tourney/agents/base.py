@@ -111,6 +111,11 @@ class AnalyticAgent(ABC):
         """Pretrained artifacts this agent needs to play ``pairing`` (none by default)."""
         return []
 
+    @classmethod
+    def trainable_artifacts(cls, pairing: PairingContext) -> list[ArtifactSpec]:
+        """What ``recip-tourney pretrain`` trains for ``pairing`` (default: :meth:`artifacts`)."""
+        return cls.artifacts(pairing)
+
     def prepare(self, match: MatchContext) -> None:  # noqa: B027 - optional hook
         """Called once before a match with its seeds and this agent's artifacts."""
 

@@ -92,6 +92,11 @@ class MMAML(NaiveLearner):
             return []
         return [_training_spec(pairing.me.params, pairing.settings)]
 
+    @classmethod
+    def trainable_artifacts(cls, pairing: PairingContext) -> list[ArtifactSpec]:
+        """Our meta-training, whichever initialisations the tournament is set to use."""
+        return [_training_spec(pairing.me.params, pairing.settings)]
+
     def prepare(self, match: MatchContext) -> None:
         """Take the initialisations: meta-trained (artifact) or published (package data)."""
         if self.params.init == "published":
