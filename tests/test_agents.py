@@ -344,3 +344,19 @@ class TestMFOS(AgentContract):
             agent._generators = [torch.Generator().manual_seed(0)]  # same noise for both
             moves[role] = agent.update(view)
         assert not torch.allclose(moves["agent"], moves["opponent"])
+
+    def test_pairings_are_played_as_the_meta_game_both_from_the_same_point(self):
+        # moving second, the as-implemented Reciprocator would see the first mover's new
+        # policy; against M-FOS it must learn from the policy just played, like pre_update
+        arts = tiny_artifacts("mfos")
+        params = registry.agent(GAME, "mfos").params().model_dump()
+        curves = {}
+        for view in ("as_implemented", "pre_update"):
+            rc = registry.agent(GAME, "reciprocator").params(opponent_view=view).model_dump()
+            spec = round_robin(GAME, {"batch": 4, "updates": 4, "dtype": "float64"}, "h", 0,
+                               [Player("mfos", params), Player("reciprocator", rc)], 1)[1]
+            assert (spec.agent.name, spec.opponent.name) == ("mfos", "reciprocator")
+            spec = replace(spec, seeds=(replace(spec.seeds[0], seed=11),),
+                           artifacts={"agent": arts})  # fmt: skip
+            curves[view] = play_analytic(spec)[0]["curves"]["opponent_reward"]
+        assert curves["as_implemented"] == curves["pre_update"]

@@ -100,6 +100,10 @@ class AnalyticAgent(ABC):
     #: Starting points the agent plays from (M-MAML: one per meta-learned initialisation).
     #: The match gives each of them ``batch`` games, so a pairing averages over them.
     replicas: int = 1
+    #: Whether the agent was trained in the meta-game, where its opponent learns against
+    #: the policy just played (spec 5.1). A pairing with such an agent is played that way
+    #: (both update from the same point), not with the reference tournament's slot order.
+    meta_game: bool = False
 
     def __init__(self, params: Params, game: AnalyticIPD, init_std: float = 1.0) -> None:
         self.params = params

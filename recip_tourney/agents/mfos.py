@@ -102,6 +102,8 @@ class MFOS(AnalyticAgent):
     maximises its return over the run, not per game, e.g. by extorting naive learners.
     """
 
+    meta_game = True
+
     def prepare(self, match: MatchContext) -> None:
         """Load the trained meta-policies and one sampling generator per seed."""
         # a self-play artifact holds both players; the second mover plays player 1

@@ -2,7 +2,8 @@
 
 Per update (spec 6.1): evaluate both current policies exactly, record both players'
 average reward per step and P(cooperate) at these pre-update policies, then let the agent
-(slot p1) update, then the opponent (slot p2, which may look at p1's new policy). One
+(slot p1) update, then the opponent (slot p2, which may look at p1's new policy; not in pairings with a
+meta-game agent such as M-FOS, which are played as its meta-game: both from the same point). One
 unrecorded update comes first, as in the reference code's ``reset``. A match's reward is the
 mean over the recorded updates and over the batch of games; its cooperation statistics are
 those of the final policies.
@@ -78,6 +79,9 @@ def play_analytic(spec: MatchSpec) -> list[dict[str, Any]]:
         starts_b.append(second.initial_logits(games, generator))
     theta_a, theta_b = torch.cat(starts_a, dim=1), torch.cat(starts_b, dim=1)
 
+    # The reference's tournament lets the second mover see the first's new policy; pairings
+    # with a meta-game agent (M-FOS) are played as its meta-game: both from the same point.
+    sequential = not (first.meta_game or second.meta_game)
     summaries: list[torch.Tensor] = []  # per update, (4, n): see View.summary
     curves: dict[str, list[torch.Tensor]] = defaultdict(list)
     with torch.no_grad():
@@ -85,7 +89,7 @@ def play_analytic(spec: MatchSpec) -> list[dict[str, Any]]:
             view = game.evaluate(theta_a, theta_b)
             other_side = view.flip()
             next_a = first.update(view, None)
-            next_b = second.update(other_side, next_a)
+            next_b = second.update(other_side, next_a if sequential else None)
             if step >= s.warmup_updates:
                 summaries.append(view.summary().reshape(4, n, -1).mean(-1, dtype=torch.float64))
                 for prefix, player in (("agent", first), ("opponent", second)):
