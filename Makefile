@@ -12,7 +12,9 @@ TORCH ?= torch==2.13.0
 GOLDEN := tests/golden/ipd-analytic.csv
 GOLDEN_ATOL ?= 1e-6
 JOBS ?= 2
-RUN_ARGS ?=
+# Until the paper-budget M-FOS artifacts ship (issue 3), the default run leaves M-FOS out;
+# `make run RUN_ARGS=` plays the full 5x5 roster, training M-FOS first (hours).
+RUN_ARGS ?= --agents nl,lola,mmaml,reciprocator
 
 .PHONY: install run test lint golden bench clean
 
