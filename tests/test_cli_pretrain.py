@@ -146,3 +146,11 @@ def test_meta_learner_pairings_are_identical_whatever_jobs(tmp_path):
         assert result.exit_code == 0, result.output
         tables.append(ok("table", out, "--format", "csv", "--table", "payoff").stdout)
     assert tables[0] == tables[1]
+
+
+def test_an_unwritable_cache_fails_before_training(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    line = one_line_error(cli("pretrain", "mfos", "--against", "nl", "--profile", "ci",
+                              "--cache-dir", blocker / "cache"))  # fmt: skip
+    assert "cannot write to the pretraining cache" in line

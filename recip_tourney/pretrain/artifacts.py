@@ -207,6 +207,7 @@ def _train(
 ) -> dict[str, Any]:
     trainer = _TRAINERS[spec.kind]
     total = trainer.steps(spec)
+    cache.ensure_writable(spec.kind, spec.digest)
     console.print(
         f"[cyan]training {spec.label} ({total} steps); cached as {spec.kind}/{spec.digest} "
         f"in {cache.root}[/cyan]",

@@ -163,6 +163,20 @@ class ArtifactCache:
             ) from None
         return folder
 
+    def ensure_writable(self, kind: str, digest: str) -> None:
+        """Fail now, not after hours of training, when the artifact's folder can't be made."""
+        folder = self.folder(kind, digest)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(
+                f"cannot write to the pretraining cache {self.root}: {exc.strerror or exc} "
+                "(choose another with --cache-dir or RECIP_TOURNEY_CACHE)"
+            ) from None
+
     # --- checkpoints of trainings in progress ------------------------------------------
     def load_checkpoint(self, kind: str, digest: str) -> dict[str, Any] | None:
         """The checkpoint of an interrupted training, or None (an unreadable one is dropped)."""

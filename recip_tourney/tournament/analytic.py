@@ -2,11 +2,11 @@
 
 Per update (spec 6.1): evaluate both current policies exactly, record both players'
 average reward per step and P(cooperate) at these pre-update policies, then let the agent
-(slot p1) update, then the opponent (slot p2, which may look at p1's new policy; not in pairings with a
-meta-game agent such as M-FOS, which are played as its meta-game: both from the same point). One
-unrecorded update comes first, as in the reference code's ``reset``. A match's reward is the
-mean over the recorded updates and over the batch of games; its cooperation statistics are
-those of the final policies.
+(slot p1) update, then the opponent (slot p2, which may look at p1's new policy; not in
+pairings with a meta-game agent such as M-FOS, played as its meta-game: both from the same
+point). One unrecorded update comes first, as in the reference code's ``reset``. A match's
+reward is the mean over the recorded updates and over the batch of games; its cooperation
+statistics are those of the final policies.
 """
 
 from __future__ import annotations
