@@ -270,7 +270,16 @@ def pretrain(
         err.print(f"{agent} needs no training with this config", highlight=False)
         return
     cache = ArtifactCache(cache_dir)
-    ensure(specs, cache, console=err, progress=not quiet, log_lines=not quiet, retrain=retrain)
+    try:
+        ensure(specs, cache, console=err, progress=not quiet, log_lines=not quiet,
+               retrain=retrain)  # fmt: skip
+    except KeyboardInterrupt:
+        err.print(
+            "[yellow]interrupted: trainings checkpoint every 16 meta-episodes; run the same "
+            "command again to resume[/yellow]",
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
     for spec in specs:
         out.print(f"{spec.label}: {cache.root / spec.kind / spec.digest}", highlight=False,
                   soft_wrap=True)
