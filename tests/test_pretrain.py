@@ -130,8 +130,16 @@ def test_an_interrupted_training_resumes_to_the_same_artifact(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         ensure(specs, cache_at(tmp_path / "cut"), progress=False)
     assert (tmp_path / "cut" / "mfos" / specs[0].digest / "checkpoint.pt").is_file()
-    monkeypatch.setattr(mfos_training, "play_against_learner", original)
+    replayed = {"n": 0}
+
+    def counted(*args, **kwargs):
+        replayed["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(mfos_training, "play_against_learner", counted)
     resumed = ensure(specs, cache_at(tmp_path / "cut"), progress=False)[specs[0].digest]
+    assert replayed["n"] == 2  # episodes 0 and 1 came from the checkpoint
+    assert not (tmp_path / "cut" / "corrupt").exists()  # a checkpoint is not a corrupt artifact
     for name, value in whole["player0"].items():
         assert torch.equal(value, resumed["player0"][name])
     folder = tmp_path / "cut" / "mfos" / specs[0].digest

@@ -91,7 +91,8 @@ class ArtifactCache:
     def _candidates(self, kind: str, digest: str) -> Iterator[Path]:
         for base in self.search:
             folder = base / kind / digest
-            if folder.is_dir():
+            # a folder with neither file holds only a training in progress (its checkpoint)
+            if (folder / META).exists() or (folder / ARTIFACT).exists():
                 yield folder
 
     def load(self, kind: str, digest: str) -> dict[str, Any] | None:
