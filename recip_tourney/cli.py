@@ -253,19 +253,21 @@ def pretrain(
     _choice(agent, tuple(needs), f"agent to pretrain for {cfg.game}")
     params = cfg.agent_params
     if against is None:
-        opponents = [p.name for p in cfg.roster] if agent == "mfos" else [agent]
+        opponents = [p.name for p in cfg.roster]
     else:
         registry.agent(cfg.game, against)
         opponents = [against]
     me = Player(agent, params[agent])
     settings = cfg.settings.model_dump()
-    specs = [
-        spec
+    # an artifact that does not depend on the opponent (M-MAML's) comes up once per name
+    unique = {
+        spec.digest: spec
         for name in opponents
         for spec in agent_class(cfg.game, agent).trainable_artifacts(
             PairingContext(me, Player(name, params[name]), settings, params)
         )
-    ]
+    }
+    specs = list(unique.values())
     if not specs:
         err.print(f"{agent} needs no training with this config", highlight=False)
         return

@@ -17,17 +17,10 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from recip_tourney.errors import UserError
 from recip_tourney.pretrain.cache import ArtifactCache
+from recip_tourney.progress import progress_bar
 from recip_tourney.tournament.schedule import stable_hash
 
 
@@ -214,17 +207,8 @@ def _train(
         highlight=False,
         soft_wrap=True,
     )
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[last]}"),
-    )
     start = time.perf_counter()
-    with Progress(*columns, console=console, disable=not progress) as bar:
+    with progress_bar(console, show=progress, last=True) as bar:
         task = bar.add_task(spec.label, total=total, last="")
         training = Training(
             spec, {d.digest: payloads[d.digest] for d in spec.requires}, cache, total=total

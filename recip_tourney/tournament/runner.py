@@ -18,20 +18,13 @@ import numpy as np
 import torch
 from joblib import Parallel, delayed
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from recip_tourney import __version__
 from recip_tourney.agents.base import PairingContext, agent_class
 from recip_tourney.config import Config
 from recip_tourney.pretrain.artifacts import ArtifactSpec, ensure
 from recip_tourney.pretrain.cache import ArtifactCache
+from recip_tourney.progress import progress_bar
 from recip_tourney.tournament.match import play_match
 from recip_tourney.tournament.schedule import MatchSpec, round_robin
 from recip_tourney.tournament.store import RUN_SCHEMA, ResultsDir
@@ -190,16 +183,7 @@ def run_tournament(
         # soft_wrap: a notice names files; never break a path across lines.
         console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)
 
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("matches"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, disable=not progress) as bar:
+    with progress_bar(console, show=progress, unit="matches") as bar:
         task = bar.add_task(config.game, total=total, completed=report.skipped)
         if pending:
             parallel = Parallel(n_jobs=min(jobs, len(pending)), return_as="generator_unordered")
