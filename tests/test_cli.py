@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from cli_invoke import cli, ok, one_line_error
 from conftest import PAYOFF_COLUMNS
 from typer.testing import CliRunner, Result
 
@@ -56,21 +57,7 @@ COOPERATION_COLUMNS = [
 ]
 STATES = ["overall", "start", "CC", "CD", "DC", "DD"]
 
-runner = CliRunner(env={"COLUMNS": "100"})
-
-
 # ----------------------------------------------------------------------------- helpers
-
-
-def cli(*args: object) -> Result:
-    """Invoke the CLI in-process."""
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(*args: object) -> Result:
-    result = cli(*args)
-    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}\n{result.exception!r}"
-    return result
 
 
 def run(out: Path, *extra: object, agents: str = AGENTS, seeds: int = SEEDS) -> Result:
@@ -106,19 +93,6 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-def one_line_error(result: Result) -> str:
-    """Assert the shape of a user error (exit 2, one line on stderr, no traceback)."""
-    assert result.exit_code == 2, f"exit {result.exit_code}\n{result.output}"
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
-        result.exception
-    )
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert result.stdout == ""
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

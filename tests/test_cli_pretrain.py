@@ -7,30 +7,10 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
-from typer.testing import CliRunner, Result
+from cli_invoke import cli, ok, one_line_error
+from typer.testing import Result
 
-from recip_tourney.cli import app
 from recip_tourney.pretrain.cache import ARTIFACT
-
-runner = CliRunner()
-
-
-def cli(*args: object) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(*args: object) -> Result:
-    result = cli(*args)
-    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}\n{result.exception!r}"
-    return result
-
-
-def one_line_error(result: Result) -> str:
-    assert result.exit_code == 2, f"exit {result.exit_code}\n{result.output}"
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def run(out: Path, cache: Path, *extra: object) -> Result:
