@@ -36,7 +36,7 @@ GAME = "ipd-analytic"
 STATE_DIM, ACTION_DIM = 10, 5
 CHECKPOINT_EVERY = 16
 #: Bump when a change alters what a training produces (old artifacts are then not reused).
-VERSION = "1"
+VERSION = "2"
 
 
 def _normal(shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
