@@ -84,7 +84,11 @@ class AgentInfo:
 
 _GAMES: dict[str, GameInfo] = {}
 _AGENTS: dict[tuple[str, str], AgentInfo] = {}
-_PLUGIN_MODULES = ("recip_tourney.tournament.analytic", "recip_tourney.agents")
+_PLUGIN_MODULES = (
+    "recip_tourney.tournament.analytic",
+    "recip_tourney.tournament.rollout",
+    "recip_tourney.agents",
+)
 
 
 PlayFn = Callable[..., list[dict[str, Any]]]

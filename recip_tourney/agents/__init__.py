@@ -1,3 +1,11 @@
 """Agents, one module per algorithm; importing this package registers them all."""
 
-from recip_tourney.agents import fixed, lola, mfos, mmaml, naive, reciprocator  # noqa: F401
+from recip_tourney.agents import (  # noqa: F401
+    fixed,
+    lola,
+    mfos,
+    mmaml,
+    naive,
+    reciprocator,
+    reciprocator_rollout,
+)

@@ -1,4 +1,4 @@
-"""Naive learner (NL) in IPD-Analytic: exact gradient ascent on its own return."""
+"""Naive learners (NL): exact gradient ascent (IPD-Analytic) and PPO (IPD-Rollout)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 from pydantic import Field
 
 from recip_tourney.agents.base import AnalyticAgent, Params
+from recip_tourney.agents.rollout import EpisodeView, PPOAgent, PPOParams
 from recip_tourney.envs.ipd_analytic import View
 from recip_tourney.registry import register_agent
 
@@ -33,3 +34,19 @@ class NaiveLearner(AnalyticAgent):
     def update(self, view: View, other_next: torch.Tensor | None = None) -> torch.Tensor:
         """Gradient step from the shared exact evaluation (closed-form gradient)."""
         return torch.add(view.own, view.gradient(), alpha=self.params.lr)
+
+
+@register_agent(
+    "nl",
+    games=("ipd-rollout",),
+    params=PPOParams,
+    learns=True,
+    reference="Schulman et al., Proximal Policy Optimization (2017), as in Zhou et al.'s code",
+)
+class PPONaiveLearner(PPOAgent):
+    """NL: PPO on its own reward, one full-batch update per episode (rollout spec 4.4)."""
+
+    def end_episode(self, episode: EpisodeView) -> dict[str, torch.Tensor]:
+        """One PPO update on the episode's extrinsic rewards."""
+        self.learn(episode, episode.own_reward)
+        return {}

@@ -1,0 +1,143 @@
+"""The IPD-Rollout protocol: both agents play B sampled games of T steps per episode and
+learn once per episode (rollout spec 6.2), for every seed of a pairing at once.
+
+Per episode: both agents act from their policy at the start of the episode; the episode's
+rewards and cooperation are recorded before anyone learns; then the agent (slot 0) and the
+opponent (slot 1) end the episode in that order, as the reference code updates its agents.
+A match's reward is the average reward per step over the last ``table_last`` episodes;
+its cooperation statistics are the realised P(cooperate) over those episodes and the final
+policies' P(cooperate | state).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from recip_tourney.agents.rollout import EpisodeView, RolloutAgent, build_rollout_agent
+from recip_tourney.envs import ipd_rollout as env
+from recip_tourney.envs.ipd import STATES
+from recip_tourney.registry import register_game
+from recip_tourney.tournament.records import match_record
+from recip_tourney.tournament.schedule import MatchSpec
+
+
+class RolloutSettings(BaseModel):
+    """Settings of an IPD-Rollout tournament (defaults: the reference code's sizes)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch: int = Field(2048, gt=0, description="parallel games per seed")
+    steps: int = Field(32, gt=0, description="steps per episode")
+    episodes: int = Field(1000, gt=0, description="episodes (learning updates) per match")
+    table_last: int = Field(100, gt=0, description="final episodes averaged in the tables")
+    dtype: Literal["float32", "float64"] = Field("float32", description="floating type")
+
+    @model_validator(mode="after")
+    def _last_within_episodes(self) -> RolloutSettings:
+        if self.table_last > self.episodes:
+            raise ValueError(f"table_last ({self.table_last}) exceeds episodes ({self.episodes})")
+        return self
+
+
+def _noise(generators: list[torch.Generator], steps: int, batch: int, dtype) -> torch.Tensor:
+    """Uniform draws of one episode, (2 players, T, S, B), each seed from its own generator."""
+    draws = [torch.rand(2, steps, batch, generator=g, dtype=dtype) for g in generators]
+    return torch.stack(draws, dim=2)
+
+
+def play_episode(
+    players: tuple[RolloutAgent, RolloutAgent],
+    generators: list[torch.Generator],
+    steps: int,
+    batch: int,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Play one episode of S x B games.
+
+    Returns
+    -------
+    obs : Tensor of long, (T, S, B)
+        Player 0's observation at each step.
+    actions : Tensor of long, (T, S, B, 2)
+    rewards : Tensor, (T, S, B, 2)
+    """
+    seeds = len(generators)
+    noise = _noise(generators, steps, batch, dtype)
+    policies = [p.p_cooperate() for p in players]
+    for p in players:
+        p.begin_episode()
+    obs_log = torch.empty(steps, seeds, batch, dtype=torch.long)
+    actions = torch.empty(steps, seeds, batch, 2, dtype=torch.long)
+    obs = env.initial_observation((seeds, batch))
+    with torch.no_grad():
+        for t in range(steps):
+            obs_log[t] = obs
+            a0 = players[0].act(obs, noise[0, t], policies[0])
+            a1 = players[1].act(env.other_side(obs), noise[1, t], policies[1])
+            actions[t, ..., 0], actions[t, ..., 1] = a0, a1
+            obs = env.observation(a0, a1)
+    own, other = actions[..., 0], actions[..., 1]
+    rewards = torch.stack((env.rewards(own, other, dtype), env.rewards(other, own, dtype)), -1)
+    return obs_log, actions, rewards
+
+
+@register_game(
+    "ipd-rollout",
+    family="rollout",
+    config="ipd-rollout.yaml",
+    settings=RolloutSettings,
+    summary="Iterated prisoner's dilemma played by sampling: B games x T steps per episode, PPO",
+)
+def play_rollout(spec: MatchSpec) -> list[dict[str, Any]]:
+    """Play every seed of ``spec`` as one batch; return one match record per seed."""
+    s = RolloutSettings(**spec.settings)
+    dtype = getattr(torch, s.dtype)
+    generators = [torch.Generator().manual_seed(slot.seed) for slot in spec.seeds]
+    players = (
+        build_rollout_agent(spec.game, spec.agent.name, spec.agent.params, generators, dtype),
+        build_rollout_agent(spec.game, spec.opponent.name, spec.opponent.params, generators,
+                            dtype),
+    )
+    curves: dict[str, list[torch.Tensor]] = defaultdict(list)
+    for _ in range(s.episodes):
+        for prefix, player in (("", players[0]), ("opponent_", players[1])):
+            policy = player.p_cooperate()
+            for i, state in enumerate(STATES):
+                curves[f"{prefix}p_cooperate_{state}"].append(policy[:, i].double())
+        obs, actions, rewards = play_episode(players, generators, s.steps, s.batch, dtype)
+        for slot, prefix in ((0, ""), (1, "opponent_")):
+            curves[f"{prefix}reward"].append(rewards[..., slot].mean((0, 2), dtype=torch.float64))
+            cooperated = (actions[..., slot] == 0).double().mean((0, 2))
+            curves[f"{prefix}p_cooperate"].append(cooperated)
+        views = (
+            EpisodeView(obs, actions[..., 0], actions[..., 1], rewards, me=0),
+            EpisodeView(env.other_side(obs), actions[..., 1], actions[..., 0], rewards, me=1),
+        )
+        for prefix, player, view in zip(("agent", "opponent"), players, views, strict=True):
+            for key, value in player.end_episode(view).items():
+                curves[f"{prefix}.{key}"].append(value.double())
+    stacked = {key: torch.stack(values, dim=1) for key, values in curves.items()}  # (S, E)
+    last = slice(s.episodes - s.table_last, s.episodes)
+    finals = [p.p_cooperate().double() for p in players]
+    records = []
+    for i, slot in enumerate(spec.seeds):
+        cooperation = {
+            side: {"overall": stacked[f"{prefix}p_cooperate"][i, last].mean().item()}
+            | {state: finals[k][i, j].item() for j, state in enumerate(STATES)}
+            for k, (side, prefix) in enumerate((("agent", ""), ("opponent", "opponent_")))
+        }
+        records.append(match_record(
+            spec,
+            slot,
+            summary={
+                "reward": stacked["reward"][i, last].mean().item(),
+                "opponent_reward": stacked["opponent_reward"][i, last].mean().item(),
+            },
+            cooperation=cooperation,
+            curves={key: v[i].tolist() for key, v in stacked.items()},
+        ))
+    return records
