@@ -26,8 +26,9 @@ def _mlp(params: dict[str, torch.Tensor], net: str, seed: int, x: torch.Tensor) 
     return (h.relu() @ params[f"{net}.2.weight"][seed].T + params[f"{net}.2.bias"][seed])[:, 0]
 
 
-def _per_sample_loss(ppo: GroupedPPO, obs, actions, rewards, old_logits) -> torch.Tensor:
+def _per_sample_loss(ppo: GroupedPPO, flat, obs, actions, rewards, old_logits) -> torch.Tensor:
     """The reference's loss: per-sample Bernoulli log-probs, min(rho A, clip(rho) A)..."""
+    params = ppo.nets.named(flat)
     steps, seeds, batch = obs.shape
     returns = ppo.standardised_returns(rewards)
     features = torch.tensor(OBSERVATION_FEATURES, dtype=torch.float64)
@@ -36,10 +37,10 @@ def _per_sample_loss(ppo: GroupedPPO, obs, actions, rewards, old_logits) -> torc
         x = features[obs[:, s].reshape(-1)]
         a = actions[:, s].reshape(-1).to(torch.float64)
         g = returns[:, s].reshape(-1)
-        p_defect = torch.sigmoid(_mlp(ppo.nets.params, "actor", s, x))
+        p_defect = torch.sigmoid(_mlp(params, "actor", s, x))
         dist = torch.distributions.Bernoulli(probs=p_defect)
         old = torch.distributions.Bernoulli(logits=old_logits[s][obs[:, s].reshape(-1)])
-        value = _mlp(ppo.nets.params, "critic", s, x)
+        value = _mlp(params, "critic", s, x)
         ratio = (dist.log_prob(a) - old.log_prob(a)).exp()
         adv = g - value.detach()
         surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - ppo.clip, 1 + ppo.clip) * adv)
@@ -56,19 +57,29 @@ def test_grouped_loss_and_gradient_equal_the_per_sample_ones(drift: float) -> No
     obs = torch.randint(0, 5, (steps, seeds, batch), generator=gen)
     actions = torch.randint(0, 2, (steps, seeds, batch), generator=gen)
     rewards = -3 * torch.rand(steps, seeds, batch, generator=gen, dtype=torch.float64)
-    with torch.no_grad():
-        old_logits = ppo.nets.defect_logits().clone()
-        # move the policy away from the acting one, so that some ratios leave the clip range
-        for p in ppo.nets.params.values():
-            p.add_(drift * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    params = list(ppo.nets.params.values())
-    grouped = ppo.loss(ppo.group_sums(obs, actions, rewards), log_policy(old_logits))
-    want = _per_sample_loss(ppo, obs, actions, rewards, old_logits)
-    torch.testing.assert_close(grouped, want, rtol=1e-10, atol=1e-12)
-    g1 = torch.autograd.grad(grouped, params)
-    g2 = torch.autograd.grad(want, params)
-    for a, b in zip(g1, g2, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+    old_logits = ppo.nets.forward()[0].clone()
+    # move the policy away from the acting one, so that some ratios leave the clip range
+    ppo.nets.flat += drift * torch.randn(ppo.nets.flat.shape, generator=gen, dtype=torch.float64)
+    loss, grad = ppo.loss_and_gradient(ppo.group_sums(obs, actions, rewards),
+                                       log_policy(old_logits))
+    flat = ppo.nets.flat.clone().requires_grad_()
+    want = _per_sample_loss(ppo, flat, obs, actions, rewards, old_logits)
+    torch.testing.assert_close(loss.sum(), want, rtol=1e-10, atol=1e-12)
+    (want_grad,) = torch.autograd.grad(want, flat)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-8, atol=1e-12)
+
+
+def test_adam_step_is_torch_adam() -> None:
+    ppo = GroupedPPO(_nets(2), lr=0.01, gamma=0.96, epochs=1, clip=0.1, entropy=0.02)
+    leaf = ppo.nets.flat.clone().requires_grad_()
+    adam = torch.optim.Adam([leaf], lr=0.01)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        grad = torch.randn(leaf.shape, generator=gen, dtype=torch.float64)
+        leaf.grad = grad.clone()
+        adam.step()
+        ppo.adam_step(grad)
+    torch.testing.assert_close(ppo.nets.flat, leaf.detach(), rtol=1e-12, atol=1e-14)
 
 
 def test_discounted_returns_match_the_backward_recursion() -> None:
@@ -92,8 +103,7 @@ def test_seeds_do_not_mix() -> None:
     both.update(obs, actions, rewards)
     alone = GroupedPPO(_nets(1), lr=0.01, gamma=0.96, epochs=3, clip=0.1, entropy=0.02)
     alone.update(obs[:, :1], actions[:, :1], rewards[:, :1])
-    for name, value in alone.nets.params.items():
-        torch.testing.assert_close(both.nets.params[name][:1], value)
+    torch.testing.assert_close(both.nets.flat[:1], alone.nets.flat)
 
 
 def test_ppo_learns_to_defect_against_a_fixed_cooperator() -> None:

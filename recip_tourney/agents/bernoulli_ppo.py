@@ -24,6 +24,7 @@ so seeds never mix (Adam is elementwise).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ N_STATES, N_ACTIONS = len(STATES), 2
 
 
 def _linear_init(
-    seeds: int, fan_in: int, shape: tuple[int, ...], generators: list[torch.Generator]
+    fan_in: int, shape: tuple[int, ...], generators: list[torch.Generator]
 ) -> torch.Tensor:
     """``nn.Linear``'s default initialisation U(-1/sqrt(fan_in), 1/sqrt(fan_in)), per seed."""
     bound = 1.0 / math.sqrt(fan_in)
@@ -46,56 +47,125 @@ def _linear_init(
 
 
 class MemoryOneNets:
-    """Actor and critic MLPs of the rollout IPD, one of each per seed, stacked.
+    """Actor and critic MLPs of the rollout IPD, one pair per seed, in one flat tensor.
+
+    Actor and critic have the same shape (2 -> H -> H -> 1), so they are stacked as a
+    batch of 2 S networks and evaluated together with batched products; the forward and
+    backward passes are written out (three layers, five inputs), which keeps an update to a
+    few dozen tensor operations per epoch.
 
     Parameters
     ----------
     hidden : int
         Hidden width H (2 in the reference).
     generators : list of torch.Generator
-        One per seed: draws that seed's initial weights (actor first, then critic).
+        One per seed: draws that seed's initial weights, layer by layer as ``nn.Linear``
+        (actor's three layers, then the critic's).
     dtype : torch.dtype
+
+    Attributes
+    ----------
+    flat : Tensor, (S, 2, P)
+        Every parameter; :meth:`named` gives ``nn.Linear``-style views into it.
     """
+
+    NETS = ("actor", "critic")
 
     def __init__(
         self, hidden: int, generators: list[torch.Generator], dtype: torch.dtype
     ) -> None:
-        self.hidden = hidden
-        n = len(generators)
-        shapes = []
-        for net in ("actor", "critic"):
-            for layer, (fan_in, fan_out) in enumerate(((2, hidden), (hidden, hidden), (hidden, 1))):
-                shapes.append((f"{net}.{layer}.weight", (fan_out, fan_in), fan_in))
-                shapes.append((f"{net}.{layer}.bias", (fan_out,), fan_in))
-        self.params = {
-            name: _linear_init(n, fan_in, shape, generators).to(dtype).requires_grad_()
-            for name, shape, fan_in in shapes
-        }
+        self.hidden = h = hidden
+        self.layers = ((2, h), (h, h), (h, 1))  # (fan_in, fan_out)
+        sizes = [n for fan_in, fan_out in self.layers for n in (fan_out * fan_in, fan_out)]
+        seeds = len(generators)
+        self.flat = torch.empty(seeds, 2, sum(sizes), dtype=dtype)
+        for net in range(2):
+            offset = 0
+            for fan_in, fan_out in self.layers:
+                for shape in ((fan_out, fan_in), (fan_out,)):
+                    size = math.prod(shape)
+                    draw = _linear_init(fan_in, shape, generators).reshape(seeds, size)
+                    self.flat[:, net, offset : offset + size] = draw.to(dtype)
+                    offset += size
         self.inputs = torch.tensor(OBSERVATION_FEATURES, dtype=dtype)
+        self._layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._layers_of: torch.Tensor | None = None
 
-    def _mlp(self, net: str) -> torch.Tensor:
-        """Output of ``net`` on the 5 observations: (S, 5)."""
-        p = self.params
-        h = torch.einsum("ni,soi->sno", self.inputs, p[f"{net}.0.weight"])
-        h = h + p[f"{net}.0.bias"].unsqueeze(1)
-        h = torch.baddbmm(p[f"{net}.1.bias"].unsqueeze(1), h.relu(),
-                          p[f"{net}.1.weight"].transpose(1, 2))
-        out = torch.baddbmm(p[f"{net}.2.bias"].unsqueeze(1), h.relu(),
-                            p[f"{net}.2.weight"].transpose(1, 2))
-        return out.squeeze(-1)
+    def views(self, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight (S, 2, out, in), bias (S, 2, out)) of each layer, as views of ``flat``."""
+        out, offset = [], 0
+        for fan_in, fan_out in self.layers:
+            w = flat[:, :, offset : offset + fan_out * fan_in].unflatten(-1, (fan_out, fan_in))
+            offset += fan_out * fan_in
+            b = flat[:, :, offset : offset + fan_out]
+            offset += fan_out
+            out.append((w, b))
+        return out
 
-    def defect_logits(self) -> torch.Tensor:
-        """Actor logits of P(defect) in each observation, (S, 5)."""
-        return self._mlp("actor")
+    def named(self, flat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Parameters by ``nn.Linear``-style name (``actor.0.weight``...), views (S, ...)
+        of ``flat`` (default: :attr:`flat`)."""
+        names = {}
+        for layer, (w, b) in enumerate(self.views(self.flat if flat is None else flat)):
+            for k, net in enumerate(self.NETS):
+                names[f"{net}.{layer}.weight"] = w[:, k]
+                names[f"{net}.{layer}.bias"] = b[:, k]
+        return names
 
-    def values(self) -> torch.Tensor:
-        """Critic value of each observation, (S, 5)."""
-        return self._mlp("critic")
+    def _batched(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's (weight^T (2S, in, out), bias (2S, 1, out)), views of :attr:`flat`."""
+        n = 2 * self.flat.shape[0]
+        return [(w.reshape(n, *w.shape[2:]).transpose(1, 2), b.reshape(n, 1, -1))
+                for w, b in self.views(self.flat)]
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Actor logits of P(defect) and critic values on the 5 observations.
+
+        Returns
+        -------
+        logits, values : Tensor, (S, 5)
+        hidden : list of Tensor
+            Layer inputs ((2 S, 5, fan_in) each), kept for :meth:`backward`.
+        """
+        if self._layers is None or self._layers_of is not self.flat:
+            self._layers, self._layers_of = self._batched(), self.flat
+        seeds = self.flat.shape[0]
+        x = self.inputs.expand(2 * seeds, -1, -1)
+        hidden = []
+        last = len(self._layers) - 1
+        for i, (w_t, b) in enumerate(self._layers):
+            hidden.append(x)
+            x = torch.baddbmm(b, x, w_t)
+            if i < last:
+                x = x.relu_()
+        out = x.view(seeds, 2, -1)
+        return out[:, 0], out[:, 1], hidden
+
+    def backward(
+        self, hidden: list[torch.Tensor], d_logits: torch.Tensor, d_values: torch.Tensor
+    ) -> torch.Tensor:
+        """Gradient of a loss with respect to :attr:`flat`, given its gradient at the outputs.
+
+        Parameters
+        ----------
+        hidden : list of Tensor
+            From :meth:`forward`.
+        d_logits, d_values : Tensor, (S, 5)
+        """
+        seeds = self.flat.shape[0]
+        d = torch.stack((d_logits, d_values), dim=1).view(2 * seeds, -1, 1)  # (2S, 5, out)
+        pieces: list[torch.Tensor] = []
+        for i in range(len(hidden) - 1, -1, -1):
+            x = hidden[i]
+            pieces.append(d.sum(1))  # bias
+            pieces.append(torch.bmm(d.transpose(1, 2), x).flatten(1))  # weight (out, in)
+            if i:
+                d = torch.bmm(d, self._layers[i][0].transpose(1, 2)).mul_(x > 0)
+        return torch.cat(pieces[::-1], dim=1).view_as(self.flat)
 
     def p_cooperate(self) -> torch.Tensor:
-        """P(cooperate) in each observation, (S, 5), without gradient."""
-        with torch.no_grad():
-            return torch.sigmoid(-self.defect_logits())
+        """P(cooperate) in each observation, (S, 5)."""
+        return torch.sigmoid(-self.forward()[0])
 
 
 def log_policy(defect_logits: torch.Tensor) -> torch.Tensor:
@@ -104,12 +174,18 @@ def log_policy(defect_logits: torch.Tensor) -> torch.Tensor:
                         functional.logsigmoid(defect_logits)), dim=-1)
 
 
+@functools.lru_cache(maxsize=16)
+def _discount_matrix(steps: int, gamma: float, dtype: torch.dtype) -> torch.Tensor:
+    """``W[t, k] = gamma^(k - t)`` for ``k >= t``, else 0: returns are ``W @ rewards``."""
+    t = torch.arange(steps, dtype=torch.float64)
+    lag = t.unsqueeze(0) - t.unsqueeze(1)  # k - t
+    return torch.where(lag >= 0, gamma ** lag.clamp(min=0), 0.0).to(dtype)
+
+
 def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
     """Reward-to-go ``G_t = sum_{k >= t} gamma^(k - t) r_k`` of time-major rewards (T, ...)."""
     steps = rewards.shape[0]
-    t = torch.arange(steps, dtype=torch.float64)
-    lag = t.unsqueeze(0) - t.unsqueeze(1)  # k - t
-    weights = torch.where(lag >= 0, gamma ** lag.clamp(min=0), 0.0).to(rewards.dtype)
+    weights = _discount_matrix(steps, gamma, rewards.dtype)
     return (weights @ rewards.reshape(steps, -1)).reshape(rewards.shape)
 
 
@@ -119,13 +195,13 @@ class GroupSums:
 
     Attributes
     ----------
-    returns : Tensor, (N_all,) float64
+    returns : Tensor, (N_all,)
         Standardised returns of every sample, in (step, seed, game) order.
     state_id, group_id : Tensor of long, (N_all,)
         ``seed * 5 + state`` and ``state_id * 2 + action`` of every sample.
-    count, total : Tensor, (S * 10,) float64
-        Samples and sum of returns per group.
-    squares : Tensor, (S * 5,) float64
+    count, total : Tensor, (S * 10,)
+        Samples and sum of returns per group (summed in float64).
+    squares : Tensor, (S * 5,)
         Sum of squared returns per (seed, state).
     samples : int
         Samples per seed, T x B (the loss is a mean over them).
@@ -152,6 +228,8 @@ class GroupedPPO:
     eps : float
         Added to the std when standardising the returns (the reference's IPD code uses 0,
         which gives NaN when all returns are equal).
+    betas : tuple of float
+        Adam's, as ``torch.optim.Adam`` (whose update this repeats on the flat tensor).
     """
 
     def __init__(
@@ -164,11 +242,15 @@ class GroupedPPO:
         clip: float,
         entropy: float,
         eps: float = 1e-5,
+        betas: tuple[float, float] = (0.9, 0.999),
     ) -> None:
         self.nets = nets
-        self.gamma, self.epochs, self.clip, self.entropy, self.eps = (
-            gamma, epochs, clip, entropy, eps)
-        self.optimizer = torch.optim.Adam(list(nets.params.values()), lr=lr)
+        self.lr, self.gamma, self.epochs, self.clip, self.entropy, self.eps = (
+            lr, gamma, epochs, clip, entropy, eps)
+        self.betas = betas
+        self.steps = 0
+        self.exp_avg = torch.zeros_like(nets.flat)
+        self.exp_avg_sq = torch.zeros_like(nets.flat)
 
     def standardised_returns(self, rewards: torch.Tensor) -> torch.Tensor:
         """Discounted returns of (T, S, B) rewards, standardised per seed over (T, B)."""
@@ -182,41 +264,75 @@ class GroupedPPO:
     ) -> GroupSums:
         """Standardise the episode's returns and sum them per (seed, state, action)."""
         steps, seeds, batch = obs.shape
-        returns = self.standardised_returns(rewards).to(torch.float64).reshape(-1)
+        dtype = self.nets.flat.dtype
+        returns = self.standardised_returns(rewards.to(dtype)).reshape(-1)
         seed_offset = torch.arange(seeds).view(1, seeds, 1) * N_STATES
         state_id = (obs + seed_offset).reshape(-1)
         group_id = state_id * N_ACTIONS + actions.reshape(-1)
         n_groups = seeds * N_STATES * N_ACTIONS
-        count = torch.bincount(group_id, minlength=n_groups).to(torch.float64)
-        total = torch.bincount(group_id, weights=returns, minlength=n_groups)
-        squares = torch.bincount(state_id, weights=returns * returns, minlength=seeds * N_STATES)
-        return GroupSums(returns, state_id, group_id, count, total, squares, steps * batch)
+        wide = returns.to(torch.float64)  # the once-per-update sums, accurately
+        count = torch.bincount(group_id, minlength=n_groups).to(dtype)
+        total = torch.bincount(group_id, weights=wide, minlength=n_groups).to(dtype)
+        squares = torch.bincount(state_id, weights=wide * wide, minlength=seeds * N_STATES)
+        return GroupSums(returns, state_id, group_id, count, total, squares.to(dtype),
+                         steps * batch)
 
-    def loss(self, sums: GroupSums, old_log_pi: torch.Tensor) -> torch.Tensor:
-        """The full-batch PPO loss, summed over seeds, from the current networks."""
-        dtype = self.nets.inputs.dtype
+    def loss_and_gradient(
+        self, sums: GroupSums, old_log_pi: torch.Tensor, with_loss: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The full-batch PPO loss of every seed, (S,), and its gradient, like ``nets.flat``.
+
+        Per seed: ``mean(-min(rho A, clip(rho) A) - entropy H) + 0.5 mean((V - G)^2)`` with
+        ``A = G - V`` held constant, written per group (see the module docstring); the
+        gradient follows autograd's conventions at the clip boundaries. The loss itself is
+        only computed ``with_loss`` (an update needs only the gradient).
+        """
         seeds = sums.count.numel() // (N_STATES * N_ACTIONS)
         shape = (seeds, N_STATES, N_ACTIONS)
-        logits, values = self.nets.defect_logits(), self.nets.values()
+        logits, values, hidden = self.nets.forward()
         # advantages G - V(s), V held constant: their positive and negative sums per group
-        v_held = values.detach().to(torch.float64)
-        v_sample = v_held.reshape(-1)[sums.state_id]
-        positive = torch.bincount(sums.group_id, weights=(sums.returns - v_sample).clamp_(min=0.0),
-                                  minlength=sums.count.numel())
-        negative = sums.total - sums.count * v_held.repeat_interleave(N_ACTIONS, dim=1).reshape(-1)
-        negative -= positive
+        v_sample = values.reshape(-1).index_select(0, sums.state_id)
+        positive = torch.zeros_like(sums.count).index_add_(
+            0, sums.group_id, (sums.returns - v_sample).clamp_(min=0.0)).view(shape)
+        count_g = sums.count.view(shape)
+        negative = sums.total.view(shape) - count_g * values.unsqueeze(-1) - positive
+        count = count_g.sum(-1)  # per state
+        total = sums.total.view(shape).sum(-1)
+
         log_pi = log_policy(logits)
-        ratio = (log_pi - old_log_pi).exp()
-        clipped = ratio.clamp(1.0 - self.clip, 1.0 + self.clip)
-        surrogate = (torch.minimum(ratio, clipped) * positive.view(shape).to(dtype)
-                     + torch.maximum(ratio, clipped) * negative.view(shape).to(dtype))
-        count = sums.count.view(shape).sum(-1).to(dtype)  # per state
-        total = sums.total.view(shape).sum(-1).to(dtype)
-        squares = sums.squares.view(seeds, N_STATES).to(dtype)
-        entropy = -(log_pi.exp() * log_pi).sum(-1)
-        value_sq = count * values * values - 2 * values * total + squares
-        return (-surrogate.sum() - self.entropy * (count * entropy).sum()
-                + 0.5 * value_sq.sum()) / sums.samples
+        pi = log_pi.exp()
+        ratio = (log_pi - old_log_pi).exp_()
+        hi, lo = 1.0 + self.clip, 1.0 - self.clip
+        # d surrogate / d ratio: P where the ratio is not clipped above, M where not below
+        slope = positive * (ratio <= hi) + negative * (ratio >= lo)
+        # d log pi(C) / dz = -pi(D), d log pi(D) / dz = pi(C);  dH/dz = -z pi(C) pi(D)
+        p_c, p_d = pi[..., 0], pi[..., 1]
+        d_logits = slope[..., 0] * ratio[..., 0] * p_d - slope[..., 1] * ratio[..., 1] * p_c
+        d_logits += self.entropy * count * logits * p_c * p_d
+        d_values = count * values - total
+        n = sums.samples
+        grad = self.nets.backward(hidden, d_logits / n, d_values / n)
+        if not with_loss:
+            return None, grad
+        clipped = ratio.clamp(lo, hi)
+        surrogate = (torch.minimum(ratio, clipped) * positive
+                     + torch.maximum(ratio, clipped) * negative)
+        entropy = -(pi * log_pi).sum(-1)
+        value_sq = count * values * values - 2 * values * total + sums.squares.view(seeds, -1)
+        loss = ((-surrogate.sum((1, 2)) - self.entropy * (count * entropy).sum(1)
+                 + 0.5 * value_sq.sum(1)) / n)
+        return loss, grad
+
+    def adam_step(self, grad: torch.Tensor) -> None:
+        """``torch.optim.Adam``'s update (no weight decay, no amsgrad) on the flat tensor."""
+        beta1, beta2 = self.betas
+        self.steps += 1
+        self.exp_avg.lerp_(grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        correction1 = 1 - beta1**self.steps
+        correction2 = 1 - beta2**self.steps
+        denom = (self.exp_avg_sq.sqrt() / math.sqrt(correction2)).add_(1e-8)
+        self.nets.flat.addcdiv_(self.exp_avg, denom, value=-self.lr / correction1)
 
     def update(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> None:
         """One PPO update (``epochs`` full-batch Adam steps) on an episode of samples.
@@ -229,10 +345,8 @@ class GroupedPPO:
             The rewards PPO learns from (extrinsic, or shaped by the caller).
         """
         sums = self.group_sums(obs, actions, rewards)
-        with torch.no_grad():  # the policy that acted: theta_old = theta after each update
-            old_log_pi = log_policy(self.nets.defect_logits())
+        # the policy that acted: theta_old = theta after each update
+        old_log_pi = log_policy(self.nets.forward()[0])
         for _ in range(self.epochs):
-            loss = self.loss(sums, old_log_pi)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            _, grad = self.loss_and_gradient(sums, old_log_pi, with_loss=False)
+            self.adam_step(grad)

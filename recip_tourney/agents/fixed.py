@@ -12,7 +12,7 @@ from pydantic import Field
 
 from recip_tourney.agents.base import AnalyticAgent, NoParams, Params
 from recip_tourney.agents.rollout import EpisodeView, RolloutAgent
-from recip_tourney.envs.ipd import STATES, memory_one_logits
+from recip_tourney.envs.ipd import DEFECT, STATES, memory_one_logits
 from recip_tourney.envs.ipd_analytic import View
 from recip_tourney.registry import register_agent
 
@@ -143,17 +143,17 @@ class RolloutTitForTat(RolloutFixed):
 
     def __init__(self, params: Params, generators: list[torch.Generator], dtype: torch.dtype):
         super().__init__(params, generators, dtype)
-        self._opening: torch.Tensor | None = None  # the carried-over first move, (S, B)
+        self._opening: torch.Tensor | None = None  # carried-over first move: defects (S, B)
 
     def act(self, obs: torch.Tensor, noise: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
         """TFT's move; with ``carry_over``, the opening copies the last episode's last move."""
-        actions = super().act(obs, noise, policy)
+        defects = super().act(obs, noise, policy)
         if self._opening is None:
-            return actions
-        return torch.where(obs == 0, self._opening, actions)
+            return defects
+        return torch.where(obs == 0, self._opening, defects)
 
     def end_episode(self, episode: EpisodeView) -> dict[str, torch.Tensor]:
         """Remember the opponent's last move (only used with ``carry_over``)."""
         if self.params.carry_over:
-            self._opening = episode.other[-1].clone()
+            self._opening = episode.other[-1] == DEFECT
         return {}

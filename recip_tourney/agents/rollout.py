@@ -34,10 +34,10 @@ class EpisodeView:
         The player's observation index at each step (:data:`~recip_tourney.envs.ipd.STATES`).
     own, other : Tensor of long
         The player's and the other player's actions (0 = C, 1 = D).
-    rewards : Tensor, shape (T, S, B, 2)
-        Both players' rewards, by player slot. Shared by the two players' views, as the
-        reference code shares its reward tensor (a faithful Reciprocator may shape it in
-        place: rollout spec 8, item 6).
+    rewards : Tensor, shape (T, 2, S, B)
+        Both players' rewards, by player slot (second axis). Shared by the two players'
+        views, as the reference code shares its reward tensor (a faithful Reciprocator may
+        shape it in place: rollout spec 8, item 6).
     me : int
         This player's slot (0 or 1) in ``rewards``.
     """
@@ -51,12 +51,12 @@ class EpisodeView:
     @property
     def own_reward(self) -> torch.Tensor:
         """This player's rewards (a view into the shared tensor)."""
-        return self.rewards[..., self.me]
+        return self.rewards[:, self.me]
 
     @property
     def other_reward(self) -> torch.Tensor:
         """The other player's rewards, as the shared tensor holds them now."""
-        return self.rewards[..., 1 - self.me]
+        return self.rewards[:, 1 - self.me]
 
 
 class RolloutAgent(ABC):
@@ -92,7 +92,7 @@ class RolloutAgent(ABC):
         """Called before the first step of every episode."""
 
     def act(self, obs: torch.Tensor, noise: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:
-        """Actions (0 = C, 1 = D) in every game, (S, B).
+        """Where the agent defects this step: bool (S, B), True = D (action 1).
 
         Parameters
         ----------
@@ -104,7 +104,7 @@ class RolloutAgent(ABC):
             :meth:`p_cooperate` at the start of the episode (the policy does not change
             within an episode).
         """
-        return (noise >= policy.gather(1, obs)).long()
+        return noise >= policy.gather(1, obs)
 
     def end_episode(self, episode: EpisodeView) -> dict[str, torch.Tensor]:
         """Learn from the episode (learners: one update); per-seed diagnostics, each (S,)."""

@@ -34,7 +34,7 @@ def observation(own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
 
     ``1 + 2 own + other``: CC -> 1, CD -> 2, DC -> 3, DD -> 4 (own action first).
     """
-    return 1 + 2 * own + other
+    return torch.add(other, own, alpha=2).add_(1)
 
 
 def other_side(obs: torch.Tensor) -> torch.Tensor:

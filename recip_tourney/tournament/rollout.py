@@ -62,8 +62,9 @@ def play_episode(
     -------
     obs : Tensor of long, (T, S, B)
         Player 0's observation at each step.
-    actions : Tensor of long, (T, S, B, 2)
-    rewards : Tensor, (T, S, B, 2)
+    actions : Tensor of long, (T, 2, S, B)
+        Both players' actions, by slot.
+    rewards : Tensor, (T, 2, S, B)
     """
     seeds = len(generators)
     noise = _noise(generators, steps, batch, dtype)
@@ -71,17 +72,19 @@ def play_episode(
     for p in players:
         p.begin_episode()
     obs_log = torch.empty(steps, seeds, batch, dtype=torch.long)
-    actions = torch.empty(steps, seeds, batch, 2, dtype=torch.long)
-    obs = env.initial_observation((seeds, batch))
+    defects = torch.empty(steps, 2, seeds, batch, dtype=torch.bool)
+    obs = (env.initial_observation((seeds, batch)),) * 2
     with torch.no_grad():
         for t in range(steps):
-            obs_log[t] = obs
-            a0 = players[0].act(obs, noise[0, t], policies[0])
-            a1 = players[1].act(env.other_side(obs), noise[1, t], policies[1])
-            actions[t, ..., 0], actions[t, ..., 1] = a0, a1
-            obs = env.observation(a0, a1)
-    own, other = actions[..., 0], actions[..., 1]
-    rewards = torch.stack((env.rewards(own, other, dtype), env.rewards(other, own, dtype)), -1)
+            obs_log[t] = obs[0]
+            d0 = players[0].act(obs[0], noise[0, t], policies[0])
+            d1 = players[1].act(obs[1], noise[1, t], policies[1])
+            defects[t, 0], defects[t, 1] = d0, d1
+            a0, a1 = d0.long(), d1.long()
+            obs = env.observation(a0, a1), env.observation(a1, a0)
+    actions = defects.long()
+    own, other = actions[:, 0], actions[:, 1]
+    rewards = torch.stack((env.rewards(own, other, dtype), env.rewards(other, own, dtype)), 1)
     return obs_log, actions, rewards
 
 
@@ -110,12 +113,12 @@ def play_rollout(spec: MatchSpec) -> list[dict[str, Any]]:
                 curves[f"{prefix}p_cooperate_{state}"].append(policy[:, i].double())
         obs, actions, rewards = play_episode(players, generators, s.steps, s.batch, dtype)
         for slot, prefix in ((0, ""), (1, "opponent_")):
-            curves[f"{prefix}reward"].append(rewards[..., slot].mean((0, 2), dtype=torch.float64))
-            cooperated = (actions[..., slot] == 0).double().mean((0, 2))
-            curves[f"{prefix}p_cooperate"].append(cooperated)
+            curves[f"{prefix}reward"].append(rewards[:, slot].mean((0, 2), dtype=torch.float64))
+            defected = actions[:, slot].mean((0, 2), dtype=torch.float64)
+            curves[f"{prefix}p_cooperate"].append(1.0 - defected)
         views = (
-            EpisodeView(obs, actions[..., 0], actions[..., 1], rewards, me=0),
-            EpisodeView(env.other_side(obs), actions[..., 1], actions[..., 0], rewards, me=1),
+            EpisodeView(obs, actions[:, 0], actions[:, 1], rewards, me=0),
+            EpisodeView(env.other_side(obs), actions[:, 1], actions[:, 0], rewards, me=1),
         )
         for prefix, player, view in zip(("agent", "opponent"), players, views, strict=True):
             for key, value in player.end_episode(view).items():
