@@ -1,7 +1,7 @@
 # recip-tourney: one command to set up and run, one to set up and test.
 #   make run    create .venv, install (CPU torch first), run the default IPD-Analytic tournament
-#   make test   create .venv, install, ruff + pytest + the golden payoff-matrix check
-#   make golden regenerate tests/golden/ipd-analytic.csv on purpose (see README)
+#   make test   create .venv, install, ruff + pytest + the golden payoff-matrix checks
+#   make golden regenerate tests/golden/<game>.csv on purpose (see README)
 #   make bench  the speed benchmark (by hand, not part of the tests)
 
 PYTHON ?= python3
@@ -9,7 +9,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch is pinned to the CPU build first, so that nothing later pulls a CUDA build.
 TORCH ?= torch==2.13.0
-GOLDEN := tests/golden/ipd-analytic.csv
+# games with a golden payoff matrix of their ci profile, checked by `make test`
+GOLDEN_GAMES := ipd-analytic ipd-rollout
 GOLDEN_ATOL ?= 1e-6
 JOBS ?= 2
 # Until the paper-budget M-FOS artifacts ship (issue 3), the default run leaves M-FOS out;
@@ -35,20 +36,23 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest
-	@tmp=$$(mktemp -d) && \
-	$(BIN)/recip-tourney run --game ipd-analytic --profile ci --jobs $(JOBS) --out $$tmp/ci --cache-dir $$tmp/cache --quiet >/dev/null && \
-	$(BIN)/recip-tourney check $$tmp/ci --against $(GOLDEN) --atol $(GOLDEN_ATOL); \
-	status=$$?; rm -rf $$tmp; exit $$status
+	@tmp=$$(mktemp -d) && status=0 && \
+	for game in $(GOLDEN_GAMES); do \
+	  $(BIN)/recip-tourney run --game $$game --profile ci --jobs $(JOBS) --out $$tmp/$$game --cache-dir $$tmp/cache --quiet >/dev/null && \
+	  $(BIN)/recip-tourney check $$tmp/$$game --against tests/golden/$$game.csv --atol $(GOLDEN_ATOL) || status=1; \
+	done; rm -rf $$tmp; exit $$status
 
 golden: install
-	@tmp=$$(mktemp -d) && \
-	$(BIN)/recip-tourney run --game ipd-analytic --profile ci --jobs $(JOBS) --out $$tmp/ci --cache-dir $$tmp/cache --quiet >/dev/null && \
-	$(BIN)/recip-tourney table $$tmp/ci --format csv --table payoff -o $(GOLDEN); \
-	status=$$?; rm -rf $$tmp; exit $$status
+	@tmp=$$(mktemp -d) && status=0 && \
+	for game in $(GOLDEN_GAMES); do \
+	  $(BIN)/recip-tourney run --game $$game --profile ci --jobs $(JOBS) --out $$tmp/$$game --cache-dir $$tmp/cache --quiet >/dev/null && \
+	  $(BIN)/recip-tourney table $$tmp/$$game --format csv --table payoff -o tests/golden/$$game.csv || status=1; \
+	done; rm -rf $$tmp; exit $$status
 
 bench: install
 	$(BIN)/python benchmarks/bench_ipd_analytic.py
 	$(BIN)/python benchmarks/bench_mfos.py --mmaml 5
+	$(BIN)/python benchmarks/bench_ipd_rollout.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
