@@ -293,18 +293,26 @@ def plot(
     source: Annotated[
         Path, typer.Argument(help="Results directory, or a pretraining log (log.jsonl).")
     ],
-    kind: Annotated[str, typer.Option(help="heatmap or curves (results directories).")] = (
-        "heatmap"
-    ),
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="heatmap, curves or figure2 (results directories). curves: reward and P(C) "
+            "per pairing, except on ipd-rollout results holding reciprocator vs nl without "
+            "--pairs: the paper's Figure 2 (reciprocal reward and both players' P(C) per "
+            "episode, mean ± SEM over seeds; dashed: nl's P(C) in nl vs nl). figure2: Figure 2 "
+            "of reciprocator vs nl, or of the one pairing given in --pairs."
+        ),
+    ] = "heatmap",
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="FILE.png, .pdf or .svg.")
     ] = None,
-    stat: Annotated[str, typer.Option(help="Spread shown: mean, sem, std or ci95.")] = "sem",
+    stat: Annotated[str, typer.Option(help="Heatmap spread: mean, sem, std or ci95.")] = "sem",
     pairs: Annotated[
-        str | None, typer.Option(help="Curves of these pairings only: agent:opponent,...")
+        str | None,
+        typer.Option(help="Curves of these pairings only (agent:opponent,...); figure2: one."),
     ] = None,
 ) -> None:
-    """Figures: payoff heatmap or learning curves of a run, or an M-FOS/M-MAML training curve."""
+    """Figures: payoff heatmap, learning curves or Figure 2 of a run, or a training curve."""
     from recip_tourney import plots  # matplotlib only for this command
 
     if source.is_dir() and (source / "log.jsonl").is_file():
@@ -313,7 +321,8 @@ def plot(
         target = output or source.with_suffix(".png")
         written = plots.plot_training_log(source, target)
     else:
-        _choice(kind, plots.KINDS, "figure kind")
+        _choice(kind, plots.PLOT_KINDS, "figure kind")
+        _choice(stat, render.STATS, "statistic")
         chosen = None
         if pairs:
             chosen = []
@@ -323,7 +332,10 @@ def plot(
                     raise UserError(f"--pairs expects agent:opponent[,...], got {item!r}")
                 chosen.append((agent, opponent))
         target = output or source / f"{kind}.png"
-        written = plots.plot_results(source, kind, target, stat=stat, pairs=chosen)
+        if kind in plots.CURVE_KINDS:
+            written = plots.plot_curves(source, target, kind, pairs=chosen)
+        else:
+            written = plots.plot_results(source, kind, target, stat=stat, pairs=chosen)
     err.print(f"wrote {written}", highlight=False, soft_wrap=True)
 
 

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from recip_tourney.errors import UserError
 from recip_tourney.plots import (
     KINDS,
+    PLOT_KINDS,
     curves_figure,
     heatmap_figure,
     plot_results,
@@ -40,8 +41,11 @@ def curve_record(agent: str, opponent: str, seed_index: int, **curves: list[floa
     return record
 
 
-def curve_set(records: list[dict[str, Any]], roster: list[str]) -> ResultSet:
-    return ResultSet.from_records(records, make_manifest(roster))
+def curve_set(
+    records: list[dict[str, Any]], roster: list[str], game: str = "ipd-analytic"
+) -> ResultSet:
+    manifest = make_manifest(roster) | {"game": game}
+    return ResultSet.from_records([r | {"game": game} for r in records], manifest)
 
 
 def assert_png(path: Path) -> np.ndarray:
@@ -232,6 +236,16 @@ def test_curves_render_png_and_pdf(tmp_path: Path) -> None:
     assert_pdf(save_figure(curves_figure(rs), tmp_path / "c.pdf"))
 
 
+def test_curves_means_skip_nan_values() -> None:
+    records = [
+        curve_record("a", "b", 0, reward=[math.nan, 1.0, 2.0]),
+        curve_record("a", "b", 1, reward=[math.nan, 3.0, None]),  # type: ignore[list-item]
+    ]
+    ax = curves_figure(curve_set(records, ["a", "b"]), keys=("reward",)).axes[0]
+    y = by_gid(ax.lines, "reward:a:b:agent").get_ydata()
+    assert math.isnan(y[0]) and list(y[1:]) == [2.0, 2.0]
+
+
 # ------------------------------------------------------------------------------ saving
 def test_save_figure_unknown_suffix_is_a_user_error(rs: ResultSet, tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"out\.jpg.*\.png, \.pdf, \.svg"):
@@ -280,6 +294,7 @@ def test_plot_results_writes_each_kind(results_path: Path, tmp_path: Path) -> No
     out = plot_results(results_path, "curves", tmp_path / "c.png", keys=("reward",))
     assert_png(out)
     assert KINDS == ("heatmap", "curves")
+    assert PLOT_KINDS == ("heatmap", "curves", "figure2")
 
 
 def test_plot_results_user_errors(results_path: Path, tmp_path: Path) -> None:

@@ -1,5 +1,9 @@
 """Learning curves of a tournament: per ordered pairing, the mean over seeds per update with
-a shaded ±SEM band for the row agent and its opponent's matching curve dashed."""
+a shaded ±SEM band for the row agent and its opponent's matching curve dashed.
+
+Curves may hold NaN (a lagged log has no value for the first update; JSON ``null`` reads as
+NaN too): means, spreads and seed counts are taken over the finite values of each update.
+"""
 
 from __future__ import annotations
 
@@ -36,9 +40,36 @@ def counterpart_key(key: str) -> str | None:
     return f"opponent_{key}"
 
 
-def _mean_sem(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per update: mean over seeds and SEM (NaN with one seed) of the ``value`` column."""
-    grouped = frame.groupby("update", sort=True)["value"]
+def x_label(game: str) -> str:
+    """What one curve point is: ``episode`` in rollout games (one PPO update per episode),
+    ``update`` otherwise (IPD-Analytic's learning steps, and games the registry lacks)."""
+    from recip_tourney import registry  # imported late: it loads the games (and torch)
+
+    try:
+        family = registry.game(game).family
+    except UserError:
+        return "update"
+    return "episode" if family == "rollout" else "update"
+
+
+def mean_sem(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per update, the mean over seeds and its SEM, ignoring NaN values.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Long form with ``update`` and ``value`` columns (one row per seed and update);
+        ``None`` and NaN values are missing.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by update, sorted: ``mean``, ``std`` (``ddof=1``), ``n`` (finite values) and
+        ``sem = std / sqrt(n)``. An update with one finite value has NaN spreads; one with
+        none has a NaN mean (a gap in the line).
+    """
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    grouped = values.groupby(frame["update"], sort=True)
     out = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.count()})
     out["sem"] = out["std"] / np.sqrt(out["n"])
     return out
@@ -48,7 +79,7 @@ def _frames(rs: ResultSet, key: str) -> dict[tuple[str, str], pd.DataFrame]:
     """Per ordered pairing, the per-update mean and SEM of curve ``key`` (UserError if none)."""
     long = rs.curves(key)
     return {
-        (str(a), str(o)): _mean_sem(group)
+        (str(a), str(o)): mean_sem(group)
         for (a, o), group in long.groupby(["agent", "opponent"], sort=False)
     }
 
@@ -121,6 +152,9 @@ def curves_figure(
     Figure
         Up to ``MAX_OVERLAID`` pairings: one axis per key, pairings in distinct colours.
         More: per key a grid of small panels (rows = agent, columns = opponent) sharing axes.
+        The x axis counts updates, labelled ``episode`` in rollout games (:func:`x_label`).
+        This is the generic figure; ``plot --kind curves`` may draw Figure 2 instead (see
+        :func:`recip_tourney.plots.figure2.curves_or_figure2`).
 
     Raises
     ------
@@ -153,13 +187,16 @@ def curves_figure(
                 f"pairings with curves: {', '.join(' vs '.join(p) for p in present)}"
             )
         chosen = list(dict.fromkeys(chosen))
-    title = f"{rs.game}: learning curves, mean over seeds per update"
+    xlabel = x_label(rs.game)
+    title = f"{rs.game}: learning curves, mean over seeds per {xlabel}"
     if len(chosen) <= MAX_OVERLAID:
-        return _overlaid(chosen, keys, cache, title)
-    return _small_multiples(rs, chosen, keys, cache, title)
+        return _overlaid(chosen, keys, cache, title, xlabel)
+    return _small_multiples(rs, chosen, keys, cache, title, xlabel)
 
 
-def _overlaid(chosen: list[tuple[str, str]], keys: list[str], cache: Cache, title: str) -> Figure:
+def _overlaid(
+    chosen: list[tuple[str, str]], keys: list[str], cache: Cache, title: str, xlabel: str
+) -> Figure:
     fig = Figure(figsize=(9.0, 0.6 + 2.8 * len(keys)), layout="constrained")
     axes = fig.subplots(len(keys), 1, sharex=True, squeeze=False)[:, 0]
     colors = matplotlib.colormaps["tab10"].colors
@@ -168,7 +205,7 @@ def _overlaid(chosen: list[tuple[str, str]], keys: list[str], cache: Cache, titl
             _draw_pairing(ax, key, pair, color, cache)
         ax.set_ylabel(CURVE_LABELS.get(key, key))
         _style_axis(ax, key)
-    axes[-1].set_xlabel("update")
+    axes[-1].set_xlabel(xlabel)
     pairing_handles = [
         Line2D([], [], color=c, lw=1.5, label=f"{a} vs {o}")
         for (a, o), c in zip(chosen, colors, strict=False)
@@ -179,7 +216,12 @@ def _overlaid(chosen: list[tuple[str, str]], keys: list[str], cache: Cache, titl
 
 
 def _small_multiples(
-    rs: ResultSet, chosen: list[tuple[str, str]], keys: list[str], cache: Cache, title: str
+    rs: ResultSet,
+    chosen: list[tuple[str, str]],
+    keys: list[str],
+    cache: Cache,
+    title: str,
+    xlabel: str,
 ) -> Figure:
     rows = [a for a in rs.agents if any(p[0] == a for p in chosen)]
     cols = [o for o in rs.agents if any(p[1] == o for p in chosen)]
@@ -209,7 +251,7 @@ def _small_multiples(
             if j == 0 or not used[i, :j].any():
                 grid[i, j].tick_params(labelleft=True)
         subfig.supylabel(CURVE_LABELS.get(key, key), fontsize=9)
-        subfig.supxlabel("update", fontsize=9)
+        subfig.supxlabel(xlabel, fontsize=9)
     # Constrained layout makes no room for a figure-level legend next to subfigures, so the
     # line styles are explained in the title.
     fig.suptitle(f"{title}\n{STYLE_NOTE}", fontsize=10)
