@@ -76,6 +76,10 @@ def run(
         str | None, typer.Option(help="Comma-separated roster; default: the game's full roster.")
     ] = None,
     seeds: Annotated[int | None, typer.Option(help="Repetitions per pairing [default: 5].")] = None,
+    episodes: Annotated[
+        int | None,
+        typer.Option(help="Learning episodes (IPD-Analytic: updates) per match [default: config]."),
+    ] = None,
     jobs: Annotated[int | None, typer.Option(help="Parallel workers [default: all cores].")] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Results directory [default: results/<game>].")
@@ -103,6 +107,7 @@ def run(
 ) -> None:
     """Play every ordered pairing (self-play included) x seeds and print the payoff table."""
     _positive(seeds, "--seeds")
+    _positive(episodes, "--episodes")
     _positive(jobs, "--jobs")
     _choice(profile, PROFILES, "profile")
     _choice(stat, render.STATS, "statistic")
@@ -115,6 +120,9 @@ def run(
     if seeds is not None:
         sets.append(f"seeds={seeds}")
     cfg = load_config(game, profile, config, sets)
+    if episodes is not None:  # the setting's name depends on the game the config resolved
+        sets.append(f"settings.{registry.game(cfg.game).length}={episodes}")
+        cfg = load_config(game, profile, config, sets)
     target = out_dir or Path("results") / cfg.game
     try:
         report = run_tournament(

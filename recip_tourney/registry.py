@@ -38,6 +38,9 @@ class GameInfo:
         Model of the game's ``settings`` section (sizes, discount, protocol).
     summary : str
         One line for ``recip-tourney list``.
+    length : str
+        The setting that counts a match's learning steps (``run --episodes`` sets it):
+        ``episodes`` in rollout games, ``updates`` in IPD-Analytic.
     """
 
     name: str
@@ -46,6 +49,7 @@ class GameInfo:
     config: str
     settings: type[BaseModel]
     summary: str
+    length: str = "episodes"
 
 
 @dataclass(frozen=True)
@@ -95,14 +99,22 @@ PlayFn = Callable[..., list[dict[str, Any]]]
 
 
 def register_game(
-    name: str, *, family: str, config: str, settings: type[BaseModel], summary: str
+    name: str,
+    *,
+    family: str,
+    config: str,
+    settings: type[BaseModel],
+    summary: str,
+    length: str = "episodes",
 ) -> Callable[[PlayFn], PlayFn]:
     """Register ``play(spec) -> records`` (one record per seed) as game ``name``'s protocol."""
 
     def decorate(play: PlayFn) -> PlayFn:
         if name in _GAMES:
             raise RuntimeError(f"game {name!r} registered twice")
-        _GAMES[name] = GameInfo(name, family, play, config, settings, summary)
+        if length not in settings.model_fields:
+            raise RuntimeError(f"game {name!r}: {length!r} is not one of its settings")
+        _GAMES[name] = GameInfo(name, family, play, config, settings, summary, length)
         return play
 
     return decorate

@@ -4,7 +4,8 @@ learn once per episode (rollout spec 6.2), for every seed of a pairing at once.
 Per episode: both agents act from their policy at the start of the episode; the episode's
 rewards and cooperation are recorded before anyone learns; then the agent (slot 0) and the
 opponent (slot 1) end the episode in that order, as the reference code updates its agents.
-A match's reward is the average reward per step over the last ``table_last`` episodes;
+A match's reward is the average reward per step over the last ``table_last`` episodes (or
+all of them, when fewer);
 its cooperation statistics are the realised P(cooperate) over those episodes and the final
 policies' P(cooperate | state).
 """
@@ -15,7 +16,7 @@ from collections import defaultdict
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from recip_tourney.agents.rollout import EpisodeView, RolloutAgent, build_rollout_agent
 from recip_tourney.envs import ipd_rollout as env
@@ -33,14 +34,10 @@ class RolloutSettings(BaseModel):
     batch: int = Field(2048, gt=0, description="parallel games per seed")
     steps: int = Field(32, gt=0, description="steps per episode")
     episodes: int = Field(1000, gt=0, description="episodes (learning updates) per match")
-    table_last: int = Field(100, gt=0, description="final episodes averaged in the tables")
+    table_last: int = Field(
+        100, gt=0, description="final episodes averaged in the tables (at most all episodes)"
+    )
     dtype: Literal["float32", "float64"] = Field("float32", description="floating type")
-
-    @model_validator(mode="after")
-    def _last_within_episodes(self) -> RolloutSettings:
-        if self.table_last > self.episodes:
-            raise ValueError(f"table_last ({self.table_last}) exceeds episodes ({self.episodes})")
-        return self
 
 
 def _noise(generators: list[torch.Generator], steps: int, batch: int, dtype) -> torch.Tensor:
@@ -124,7 +121,7 @@ def play_rollout(spec: MatchSpec) -> list[dict[str, Any]]:
             for key, value in player.end_episode(view).items():
                 curves[f"{prefix}.{key}"].append(value.double())
     stacked = {key: torch.stack(values, dim=1) for key, values in curves.items()}  # (S, E)
-    last = slice(s.episodes - s.table_last, s.episodes)
+    last = slice(max(0, s.episodes - s.table_last), s.episodes)
     finals = [p.p_cooperate().double() for p in players]
     records = []
     for i, slot in enumerate(spec.seeds):
