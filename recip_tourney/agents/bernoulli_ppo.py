@@ -24,7 +24,6 @@ so seeds never mix (Adam is elementwise).
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ import torch
 from torch.nn import functional
 
 from recip_tourney.envs.ipd import STATES
-from recip_tourney.envs.ipd_rollout import OBSERVATION_FEATURES
+from recip_tourney.envs.ipd_rollout import OBSERVATION_FEATURES, per_seed
 
 N_STATES, N_ACTIONS = len(STATES), 2
 
@@ -174,19 +173,18 @@ def log_policy(defect_logits: torch.Tensor) -> torch.Tensor:
                         functional.logsigmoid(defect_logits)), dim=-1)
 
 
-@functools.lru_cache(maxsize=16)
-def _discount_matrix(steps: int, gamma: float, dtype: torch.dtype) -> torch.Tensor:
-    """``W[t, k] = gamma^(k - t)`` for ``k >= t``, else 0: returns are ``W @ rewards``."""
-    t = torch.arange(steps, dtype=torch.float64)
-    lag = t.unsqueeze(0) - t.unsqueeze(1)  # k - t
-    return torch.where(lag >= 0, gamma ** lag.clamp(min=0), 0.0).to(dtype)
-
-
 def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Reward-to-go ``G_t = sum_{k >= t} gamma^(k - t) r_k`` of time-major rewards (T, ...)."""
-    steps = rewards.shape[0]
-    weights = _discount_matrix(steps, gamma, rewards.dtype)
-    return (weights @ rewards.reshape(steps, -1)).reshape(rewards.shape)
+    """Reward-to-go ``G_t = r_t + gamma G_{t+1}`` of time-major rewards (T, ...).
+
+    A backward recursion, elementwise: every game's returns round the same way whatever else
+    is in the batch (a matrix product over all games need not).
+    """
+    out = torch.empty_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = torch.add(rewards[t], running, alpha=gamma)
+        out[t] = running
+    return out
 
 
 @dataclass(frozen=True)
@@ -255,8 +253,9 @@ class GroupedPPO:
     def standardised_returns(self, rewards: torch.Tensor) -> torch.Tensor:
         """Discounted returns of (T, S, B) rewards, standardised per seed over (T, B)."""
         returns = discounted_returns(rewards, self.gamma)
-        mean = returns.mean(dim=(0, 2), keepdim=True)
-        std = returns.std(dim=(0, 2), keepdim=True)
+        rows = per_seed(returns)  # seed by seed: the statistics do not depend on S
+        mean = torch.stack([r.mean() for r in rows]).view(1, -1, 1)
+        std = torch.stack([r.std() for r in rows]).view(1, -1, 1)
         return (returns - mean) / (std + self.eps)
 
     def group_sums(

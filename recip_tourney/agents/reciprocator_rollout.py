@@ -10,7 +10,7 @@ from pydantic import Field
 
 from recip_tourney.agents.rollout import EpisodeView, PPOAgent, PPOParams
 from recip_tourney.envs.ipd import COOPERATE, STATES
-from recip_tourney.envs.ipd_rollout import reward_table
+from recip_tourney.envs.ipd_rollout import reward_table, seed_means
 from recip_tourney.registry import register_agent
 
 N_STATES = len(STATES)
@@ -125,13 +125,12 @@ class RolloutReciprocator(PPOAgent):
             out = torch.zeros_like(received)
             out[1:] = received[:-1]
             return out
-        # B_0 = 0, B_{t+1} = gamma B_t + received_t - returned_t, as one matrix product
-        steps = received.shape[0]
-        t = torch.arange(steps, dtype=torch.float64)
-        lag = t.unsqueeze(1) - t.unsqueeze(0) - 1  # t - k - 1
-        weights = torch.where(lag >= 0, self.params.gamma ** lag.clamp(min=0), 0.0)
-        net = (received - returned).reshape(steps, -1)
-        return (weights.to(self.dtype) @ net).reshape(received.shape)
+        # B_0 = 0, B_{t+1} = gamma B_t + received_t - returned_t (elementwise, game by game)
+        out = torch.zeros_like(received)
+        for t in range(1, received.shape[0]):
+            out[t] = torch.add(received[t - 1] - returned[t - 1], out[t - 1],
+                               alpha=self.params.gamma)
+        return out
 
     def end_episode(self, episode: EpisodeView) -> dict[str, torch.Tensor]:
         """Refresh the baselines on schedule, shape the rewards, one PPO update."""
@@ -152,9 +151,9 @@ class RolloutReciprocator(PPOAgent):
         self.learn(episode, shaped)
         self._episode += 1
         log = {
-            "reciprocal_reward": w * reciprocal.mean(dim=(0, 2), dtype=torch.float64),
-            "balance": balance[-1].mean(dim=1, dtype=torch.float64),
-            "influence": returned.mean(dim=(0, 2), dtype=torch.float64),
+            "reciprocal_reward": w * seed_means(reciprocal),
+            "balance": seed_means(balance[-1:]),
+            "influence": seed_means(returned),
         }
         if not self.params.lagged_logs:
             return log

@@ -76,3 +76,18 @@ def step(
     """
     a0, a1 = actions
     return observation(a0, a1), (rewards(a0, a1, dtype), rewards(a1, a0, dtype))
+
+
+def per_seed(x: torch.Tensor) -> list[torch.Tensor]:
+    """Each seed's values of a time-major ``(T, S, B)`` tensor as its own contiguous vector.
+
+    A seed's numbers must not depend on which seeds share its batch, and torch rounds a
+    reduction over one axis of a matrix differently with the number of rows; reducing each
+    seed's vector on its own rounds the same way whatever S is.
+    """
+    return list(x.transpose(0, 1).reshape(x.shape[1], -1).unbind(0))
+
+
+def seed_means(x: torch.Tensor) -> torch.Tensor:
+    """Mean of each seed's ``(T, B)`` values of a ``(T, S, B)`` tensor, in float64: (S,)."""
+    return torch.stack([row.mean(dtype=torch.float64) for row in per_seed(x)])

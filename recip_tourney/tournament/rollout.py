@@ -110,9 +110,8 @@ def play_rollout(spec: MatchSpec) -> list[dict[str, Any]]:
                 curves[f"{prefix}p_cooperate_{state}"].append(policy[:, i].double())
         obs, actions, rewards = play_episode(players, generators, s.steps, s.batch, dtype)
         for slot, prefix in ((0, ""), (1, "opponent_")):
-            curves[f"{prefix}reward"].append(rewards[:, slot].mean((0, 2), dtype=torch.float64))
-            defected = actions[:, slot].mean((0, 2), dtype=torch.float64)
-            curves[f"{prefix}p_cooperate"].append(1.0 - defected)
+            curves[f"{prefix}reward"].append(env.seed_means(rewards[:, slot]))
+            curves[f"{prefix}p_cooperate"].append(1.0 - env.seed_means(actions[:, slot]))
         views = (
             EpisodeView(obs, actions[:, 0], actions[:, 1], rewards, me=0),
             EpisodeView(env.other_side(obs), actions[:, 1], actions[:, 0], rewards, me=1),
