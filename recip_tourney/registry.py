@@ -41,6 +41,8 @@ class GameInfo:
     length : str
         The setting that counts a match's learning steps (``run --episodes`` sets it):
         ``episodes`` in rollout games, ``updates`` in IPD-Analytic.
+    overall : str
+        What the "overall" P(cooperate) of its cooperation table measures (for captions).
     """
 
     name: str
@@ -50,6 +52,7 @@ class GameInfo:
     settings: type[BaseModel]
     summary: str
     length: str = "episodes"
+    overall: str = "realised over the final episodes"
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ def register_game(
     settings: type[BaseModel],
     summary: str,
     length: str = "episodes",
+    overall: str = "realised over the final episodes",
 ) -> Callable[[PlayFn], PlayFn]:
     """Register ``play(spec) -> records`` (one record per seed) as game ``name``'s protocol."""
 
@@ -114,7 +118,9 @@ def register_game(
             raise RuntimeError(f"game {name!r} registered twice")
         if length not in settings.model_fields:
             raise RuntimeError(f"game {name!r}: {length!r} is not one of its settings")
-        _GAMES[name] = GameInfo(name, family, play, config, settings, summary, length)
+        _GAMES[name] = GameInfo(
+            name, family, play, config, settings, summary, length, overall
+        )
         return play
 
     return decorate

@@ -17,6 +17,7 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
+from recip_tourney import registry
 from recip_tourney.errors import UserError
 from recip_tourney.tables.results import ResultSet
 
@@ -96,10 +97,12 @@ def payoff_caption(rs: ResultSet, stat: str) -> str:
 
 
 def cooperation_caption(rs: ResultSet, stat: str) -> str:
-    """One line saying what the cooperation cells are."""
+    """One line saying what the cooperation cells are (the game says what "overall" is)."""
+    info = registry.games().get(rs.game)
+    overall = info.overall if info else "as recorded"
     return (
         f"{rs.game}: P(cooperate) of the row agent's final policy, {_SPREAD_WORDS[stat]}; "
-        "overall = under the discounted visitation, start = first move, "
+        f"overall = {overall}, start = first move, "
         "CD = own C and other's D last step"
     )
 

@@ -61,6 +61,7 @@ def _cooperation(view: View, n_seeds: int) -> dict[str, torch.Tensor]:
     settings=AnalyticSettings,
     summary="Iterated prisoner's dilemma with exact discounted returns of memory-one policies",
     length="updates",
+    overall="under the discounted visitation",
 )
 def play_analytic(spec: MatchSpec) -> list[dict[str, Any]]:
     """Play every seed of ``spec`` as one batch; return one match record per seed."""
