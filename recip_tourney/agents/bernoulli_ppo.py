@@ -197,10 +197,10 @@ class GroupSums:
         Standardised returns of every sample, in (step, seed, game) order.
     state_id, group_id : Tensor of long, (N_all,)
         ``seed * 5 + state`` and ``state_id * 2 + action`` of every sample.
-    count, total : Tensor, (S * 10,)
+    count, total : Tensor, (S, 5, 2)
         Samples and sum of returns per group (summed in float64).
-    squares : Tensor, (S * 5,)
-        Sum of squared returns per (seed, state).
+    state_count, state_total, squares : Tensor, (S, 5)
+        Samples, sum of returns and of squared returns per (seed, state).
     samples : int
         Samples per seed, T x B (the loss is a mean over them).
     """
@@ -210,6 +210,8 @@ class GroupSums:
     group_id: torch.Tensor
     count: torch.Tensor
     total: torch.Tensor
+    state_count: torch.Tensor
+    state_total: torch.Tensor
     squares: torch.Tensor
     samples: int
 
@@ -270,11 +272,15 @@ class GroupedPPO:
         group_id = state_id * N_ACTIONS + actions.reshape(-1)
         n_groups = seeds * N_STATES * N_ACTIONS
         wide = returns.to(torch.float64)  # the once-per-update sums, accurately
-        count = torch.bincount(group_id, minlength=n_groups).to(dtype)
-        total = torch.bincount(group_id, weights=wide, minlength=n_groups).to(dtype)
+        shape = (seeds, N_STATES, N_ACTIONS)
+        count = torch.bincount(group_id, minlength=n_groups).view(shape).to(torch.float64)
+        total = torch.bincount(group_id, weights=wide, minlength=n_groups).view(shape)
         squares = torch.bincount(state_id, weights=wide * wide, minlength=seeds * N_STATES)
-        return GroupSums(returns, state_id, group_id, count, total, squares.to(dtype),
-                         steps * batch)
+        return GroupSums(
+            returns, state_id, group_id, count.to(dtype), total.to(dtype),
+            count.sum(-1).to(dtype), total.sum(-1).to(dtype),
+            squares.view(seeds, N_STATES).to(dtype), steps * batch,
+        )
 
     def loss_and_gradient(
         self, sums: GroupSums, old_log_pi: torch.Tensor, with_loss: bool = True
@@ -286,17 +292,13 @@ class GroupedPPO:
         gradient follows autograd's conventions at the clip boundaries. The loss itself is
         only computed ``with_loss`` (an update needs only the gradient).
         """
-        seeds = sums.count.numel() // (N_STATES * N_ACTIONS)
-        shape = (seeds, N_STATES, N_ACTIONS)
         logits, values, hidden = self.nets.forward()
         # advantages G - V(s), V held constant: their positive and negative sums per group
         v_sample = values.reshape(-1).index_select(0, sums.state_id)
-        positive = torch.zeros_like(sums.count).index_add_(
-            0, sums.group_id, (sums.returns - v_sample).clamp_(min=0.0)).view(shape)
-        count_g = sums.count.view(shape)
-        negative = sums.total.view(shape) - count_g * values.unsqueeze(-1) - positive
-        count = count_g.sum(-1)  # per state
-        total = sums.total.view(shape).sum(-1)
+        positive = torch.zeros(sums.count.numel(), dtype=values.dtype).index_add_(
+            0, sums.group_id, (sums.returns - v_sample).clamp_(min=0.0)).view_as(sums.count)
+        negative = sums.total - sums.count * values.unsqueeze(-1) - positive
+        count, total = sums.state_count, sums.state_total
 
         log_pi = log_policy(logits)
         pi = log_pi.exp()
@@ -317,7 +319,7 @@ class GroupedPPO:
         surrogate = (torch.minimum(ratio, clipped) * positive
                      + torch.maximum(ratio, clipped) * negative)
         entropy = -(pi * log_pi).sum(-1)
-        value_sq = count * values * values - 2 * values * total + sums.squares.view(seeds, -1)
+        value_sq = count * values * values - 2 * values * total + sums.squares
         loss = ((-surrogate.sum((1, 2)) - self.entropy * (count * entropy).sum(1)
                  + 0.5 * value_sq.sum(1)) / n)
         return loss, grad

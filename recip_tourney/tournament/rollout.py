@@ -52,8 +52,12 @@ def play_episode(
     steps: int,
     batch: int,
     dtype: torch.dtype,
+    policies: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Play one episode of S x B games.
+
+    ``policies`` are the players' :meth:`~RolloutAgent.p_cooperate` tables when the caller
+    already has them (they do not change within an episode).
 
     Returns
     -------
@@ -65,7 +69,8 @@ def play_episode(
     """
     seeds = len(generators)
     noise = _noise(generators, steps, batch, dtype)
-    policies = [p.p_cooperate() for p in players]
+    if policies is None:
+        policies = (players[0].p_cooperate(), players[1].p_cooperate())
     for p in players:
         p.begin_episode()
     obs_log = torch.empty(steps, seeds, batch, dtype=torch.long)
@@ -105,11 +110,12 @@ def play_rollout(spec: MatchSpec) -> list[dict[str, Any]]:
     )
     curves: dict[str, list[torch.Tensor]] = defaultdict(list)
     for _ in range(s.episodes):
-        for prefix, player in (("", players[0]), ("opponent_", players[1])):
-            policy = player.p_cooperate()
+        policies = (players[0].p_cooperate(), players[1].p_cooperate())
+        for prefix, policy in zip(("", "opponent_"), policies, strict=True):
             for i, state in enumerate(STATES):
                 curves[f"{prefix}p_cooperate_{state}"].append(policy[:, i].double())
-        obs, actions, rewards = play_episode(players, generators, s.steps, s.batch, dtype)
+        obs, actions, rewards = play_episode(players, generators, s.steps, s.batch, dtype,
+                                             policies)
         for slot, prefix in ((0, ""), (1, "opponent_")):
             curves[f"{prefix}reward"].append(env.seed_means(rewards[:, slot]))
             curves[f"{prefix}p_cooperate"].append(1.0 - env.seed_means(actions[:, slot]))
