@@ -22,8 +22,12 @@ from recip_tourney.agents.rollout import EpisodeView, RolloutAgent, build_rollou
 from recip_tourney.envs import ipd_rollout as env
 from recip_tourney.envs.ipd import STATES
 from recip_tourney.registry import register_game
+from recip_tourney.tournament.match import release_free_memory
 from recip_tourney.tournament.records import match_record
 from recip_tourney.tournament.schedule import MatchSpec
+
+#: Episodes between returns of freed memory to the system (see ``release_free_memory``).
+TRIM_EVERY = 10
 
 
 class RolloutSettings(BaseModel):
@@ -109,7 +113,9 @@ def play_rollout(spec: MatchSpec) -> list[dict[str, Any]]:
                             dtype),
     )
     curves: dict[str, list[torch.Tensor]] = defaultdict(list)
-    for _ in range(s.episodes):
+    for episode in range(s.episodes):
+        if episode % TRIM_EVERY == 0:
+            release_free_memory()
         policies = (players[0].p_cooperate(), players[1].p_cooperate())
         for prefix, policy in zip(("", "opponent_"), policies, strict=True):
             for i, state in enumerate(STATES):
