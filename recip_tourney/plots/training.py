@@ -29,6 +29,8 @@ from matplotlib.patches import Patch
 from recip_tourney.errors import UserError
 from recip_tourney.plots.figures import output_format, save_figure
 
+#: Log columns that time the run rather than describe learning; never plotted.
+TIMING_COLUMNS = ("seconds",)
 X_COLUMNS = ("episode", "iteration")
 SELF_PLAY = "self_play"
 #: Self-play runs are shaded up to this many runs; beyond it, a rug of ticks marks them.
@@ -92,7 +94,8 @@ def _is_number(value: Any) -> bool:
 
 def log_frame(rows: Sequence[Mapping[str, Any]]) -> tuple[pd.DataFrame, str | None, list[str]]:
     """The log as a frame, its x column (None: use the row number) and the numeric columns
-    to plot (every column whose values are all numbers, except the x column)."""
+    to plot (every column whose values are all numbers, except the x column and wall-clock
+    timings, which describe the machine, not the learning)."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     frame = pd.DataFrame(
         {c: [row.get(c, math.nan) for row in rows] for c in columns}, index=range(len(rows))
@@ -103,6 +106,7 @@ def log_frame(rows: Sequence[Mapping[str, Any]]) -> tuple[pd.DataFrame, str | No
         for c in columns
         if c != x
         and c != SELF_PLAY
+        and c not in TIMING_COLUMNS
         and all(_is_number(row[c]) for row in rows if c in row and row[c] is not None)
         and any(_is_number(row.get(c)) for row in rows)
     ]
