@@ -19,6 +19,7 @@ import math
 
 import pytest
 import torch
+from test_ipd_rollout import make_spec as rollout_spec
 
 from recip_tourney import registry
 from recip_tourney.agents.reciprocator_rollout import RolloutReciprocator
@@ -26,7 +27,7 @@ from recip_tourney.agents.rollout import EpisodeView, RolloutAgent
 from recip_tourney.envs import ipd_rollout as env
 from recip_tourney.envs.ipd import STATES
 from recip_tourney.tournament.rollout import play_rollout
-from recip_tourney.tournament.schedule import MatchSpec, Player, SeedSlot
+from recip_tourney.tournament.schedule import MatchSpec
 
 GAME = "ipd-rollout"
 F64 = torch.float64
@@ -51,17 +52,10 @@ def reciprocator(seeds: tuple[int, ...] = (0,), **params) -> RolloutReciprocator
     return agent
 
 
-def make_spec(agent: str, opponent: str, seeds=(11, 12), agent_params: dict | None = None,
-              opponent_params: dict | None = None, **settings) -> MatchSpec:
+def make_spec(agent: str, opponent: str, seeds=(11, 12), **kwargs) -> MatchSpec:
     """A match with small default settings (B 32, T 8, 30 episodes, float64)."""
-    base = {"batch": 32, "steps": 8, "episodes": 30, "table_last": 5, "dtype": "float64"}
-
-    def player(name: str, params: dict | None) -> Player:
-        return Player(name, registry.agent(GAME, name).params(**(params or {})).model_dump())
-
-    slots = tuple(SeedSlot(i, s, f"m{s}") for i, s in enumerate(seeds))
-    return MatchSpec(GAME, base | settings, "hash", player(agent, agent_params),
-                     player(opponent, opponent_params), slots)
+    sizes = {"batch": 32, "steps": 8, "episodes": 30, "table_last": 5}
+    return rollout_spec(agent, opponent, seeds, **(sizes | kwargs))
 
 
 def episode(own, other, me: int = 0) -> EpisodeView:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional
 
+from recip_tourney.agents.returns import discounted_returns
 from recip_tourney.envs.ipd import STATES
 from recip_tourney.envs.ipd_rollout import OBSERVATION_FEATURES, per_seed
 
@@ -171,20 +172,6 @@ def log_policy(defect_logits: torch.Tensor) -> torch.Tensor:
     """``log pi(a | s)`` for a = C, D: (S, 5, 2) from the logits of P(defect)."""
     return torch.stack((functional.logsigmoid(-defect_logits),
                         functional.logsigmoid(defect_logits)), dim=-1)
-
-
-def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Reward-to-go ``G_t = r_t + gamma G_{t+1}`` of time-major rewards (T, ...).
-
-    A backward recursion, elementwise: every game's returns round the same way whatever else
-    is in the batch (a matrix product over all games need not).
-    """
-    out = torch.empty_like(rewards)
-    running = torch.zeros_like(rewards[0])
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        running = torch.add(rewards[t], running, alpha=gamma)
-        out[t] = running
-    return out
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
+from recip_tourney.agents.returns import discounted_returns
+
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -179,16 +181,6 @@ class GaussianActorCritic:
         s = torch.sigmoid(torch.addmm(p["critic.0.bias"] * 2, states, p["critic.0.weight"].T * 2))
         out = s @ (p["critic.2.weight"].T * 2) + (p["critic.2.bias"] - p["critic.2.weight"].sum(1))
         return out.squeeze(1)
-
-
-def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Monte-Carlo returns ``G_t = r_t + gamma G_{t+1}`` of time-major rewards (T, B)."""
-    out = torch.empty_like(rewards)
-    running = torch.zeros_like(rewards[0])
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        running = torch.add(rewards[t], running, alpha=gamma)
-        out[t] = running
-    return out
 
 
 class GaussianPPO:
