@@ -304,11 +304,14 @@ def plot(
     kind: Annotated[
         str,
         typer.Option(
-            help="heatmap, curves or figure2 (results directories). curves: reward and P(C) "
-            "per pairing, except on ipd-rollout results holding reciprocator vs nl without "
-            "--pairs: the paper's Figure 2 (reciprocal reward and both players' P(C) per "
-            "episode, mean ± SEM over seeds; dashed: nl's P(C) in nl vs nl). figure2: Figure 2 "
-            "of reciprocator vs nl, or of the one pairing given in --pairs."
+            help="heatmap, curves, figure2, figure3 or figure4 (results directories). curves: "
+            "reward and P(C) per pairing, except without --pairs on ipd-rollout results "
+            "holding reciprocator vs nl: the paper's Figure 2 (reciprocal reward and both "
+            "players' P(C) per episode, mean ± SEM over seeds; dashed: nl's P(C) in nl vs nl), "
+            "and on coins results: Figures 3 and 4 in one. figure2: Figure 2 of reciprocator "
+            "vs nl, or of the one pairing given in --pairs. figure3 (coins): an nl against "
+            "reciprocator, mfos and nl, its own-coin share and coin counts. figure4 (coins): "
+            "self-play, total reward and own-coin share."
         ),
     ] = "heatmap",
     output: Annotated[
@@ -319,8 +322,11 @@ def plot(
         str | None,
         typer.Option(help="Curves of these pairings only (agent:opponent,...); figure2: one."),
     ] = None,
+    smooth: Annotated[
+        int, typer.Option(help="Coins figures: moving average over N episodes per seed.")
+    ] = 1,
 ) -> None:
-    """Figures: payoff heatmap, learning curves or Figure 2 of a run, or a training curve."""
+    """Figures: payoff heatmap, learning curves or Figures 2-4 of a run, or a training curve."""
     from recip_tourney import plots  # matplotlib only for this command
 
     if source.is_dir() and (source / "log.jsonl").is_file():
@@ -331,6 +337,9 @@ def plot(
     else:
         _choice(kind, plots.PLOT_KINDS, "figure kind")
         _choice(stat, render.STATS, "statistic")
+        _positive(smooth, "--smooth")
+        if smooth != 1 and kind not in plots.CURVE_KINDS:
+            raise UserError(f"--smooth applies to the curves, not to --kind {kind}")
         chosen = None
         if pairs:
             chosen = []
@@ -341,7 +350,7 @@ def plot(
                 chosen.append((agent, opponent))
         target = output or source / f"{kind}.png"
         if kind in plots.CURVE_KINDS:
-            written = plots.plot_curves(source, target, kind, pairs=chosen)
+            written = plots.plot_curves(source, target, kind, pairs=chosen, smooth=smooth)
         else:
             written = plots.plot_results(source, kind, target, stat=stat, pairs=chosen)
     err.print(f"wrote {written}", highlight=False, soft_wrap=True)

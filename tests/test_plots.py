@@ -294,7 +294,7 @@ def test_plot_results_writes_each_kind(results_path: Path, tmp_path: Path) -> No
     out = plot_results(results_path, "curves", tmp_path / "c.png", keys=("reward",))
     assert_png(out)
     assert KINDS == ("heatmap", "curves")
-    assert PLOT_KINDS == ("heatmap", "curves", "figure2")
+    assert PLOT_KINDS == ("heatmap", "curves", "figure2", "figure3", "figure4")
 
 
 def test_plot_results_user_errors(results_path: Path, tmp_path: Path) -> None:

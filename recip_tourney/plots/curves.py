@@ -41,15 +41,16 @@ def counterpart_key(key: str) -> str | None:
 
 
 def x_label(game: str) -> str:
-    """What one curve point is: ``episode`` in rollout games (one PPO update per episode),
-    ``update`` otherwise (IPD-Analytic's learning steps, and games the registry lacks)."""
+    """What one curve point is: the unit of the game's length setting (``episode`` in the
+    rollout games and Coins, one PPO update each; ``update`` in IPD-Analytic, and for games
+    the registry lacks)."""
     from recip_tourney import registry  # imported late: it loads the games (and torch)
 
     try:
-        family = registry.game(game).family
+        length = registry.game(game).length
     except UserError:
         return "update"
-    return "episode" if family == "rollout" else "update"
+    return length.removesuffix("s")
 
 
 def mean_sem(frame: pd.DataFrame) -> pd.DataFrame:

@@ -16,11 +16,15 @@ When is it drawn (:func:`curves_or_figure2`)?
   (``ipd-rollout``) that hold ``FIGURE2_PAIR`` with its reciprocal-reward curve.
 * Otherwise ``--kind curves`` draws the generic per-pairing figure
   (:func:`~recip_tourney.plots.curves.curves_figure`); ``--pairs`` always selects it.
+
+The Coin Game's figures (``--kind figure3|figure4``, and ``--kind curves`` of coins results)
+are drawn by :func:`~recip_tourney.plots.coins_figures.coins_curves`; ``KIND_FIGURES`` maps
+every kind of :func:`plot_curves` to its drawer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +34,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from recip_tourney.errors import UserError
+from recip_tourney.plots.coins_figures import COINS_GAMES, COINS_KINDS, check_smooth, coins_curves
 from recip_tourney.plots.curves import curves_figure, mean_sem, x_label
 from recip_tourney.plots.figures import output_format, save_figure
 from recip_tourney.tables.results import ResultSet
@@ -38,9 +43,8 @@ from recip_tourney.tables.results import ResultSet
 FIGURE2_PAIR = ("reciprocator", "nl")
 #: Games whose ``--kind curves`` figure is Figure 2 when the results hold ``FIGURE2_PAIR``.
 FIGURE2_GAMES = ("ipd-rollout",)
-#: ``plot_curves`` kinds: the generic curves (or Figure 2 by the rule above), Figure 2.
-CURVE_KINDS = ("curves", "figure2")
 RECIPROCAL_KEY = "reciprocal_reward"
+Pairs = Sequence[tuple[str, str]] | None
 COLORS = {"reciprocal": "0.35", "agent": "C0", "opponent": "C1"}
 
 
@@ -181,18 +185,60 @@ def figure2_figure(rs: ResultSet, pair: tuple[str, str] = FIGURE2_PAIR) -> Figur
     return fig
 
 
+def _unsmoothed(smooth: int, kind: str) -> None:
+    if check_smooth(smooth) != 1:
+        raise UserError(
+            f"--kind {kind} draws no smoothed curves here; smoothing applies to "
+            f"{', '.join(COINS_KINDS)} and the curves of {', '.join(COINS_GAMES)} results"
+        )
+
+
+def _curves(rs: ResultSet, kind: str, pairs: Pairs, smooth: int) -> Figure:
+    if rs.game in COINS_GAMES:
+        return coins_curves(rs, kind, pairs, smooth)
+    _unsmoothed(smooth, kind)
+    if figure2_by_default(rs, pairs):
+        return figure2_figure(rs)
+    return curves_figure(rs, pairs)
+
+
+def _figure2(rs: ResultSet, kind: str, pairs: Pairs, smooth: int) -> Figure:
+    _unsmoothed(smooth, kind)
+    if pairs is not None and len(pairs) > 1:
+        raise UserError(f"figure 2 shows one pairing; --pairs names {len(pairs)}")
+    return figure2_figure(rs, tuple(pairs[0]) if pairs else FIGURE2_PAIR)
+
+
+#: ``plot_curves`` kinds -> drawer ``(rs, kind, pairs, smooth) -> Figure``: the generic
+#: curves (or a paper figure by the rules above), Figure 2, the Coin Game's Figures 3 and 4.
+KIND_FIGURES: dict[str, Callable[[ResultSet, str, Pairs, int], Figure]] = {
+    "curves": _curves,
+    "figure2": _figure2,
+    **dict.fromkeys(COINS_KINDS, coins_curves),
+}
+CURVE_KINDS = tuple(KIND_FIGURES)
+
+
 def curves_or_figure2(
-    rs: ResultSet, kind: str = "curves", pairs: Sequence[tuple[str, str]] | None = None
+    rs: ResultSet,
+    kind: str = "curves",
+    pairs: Sequence[tuple[str, str]] | None = None,
+    smooth: int = 1,
 ) -> Figure:
-    """The figure ``plot --kind curves|figure2`` draws (the rule in the module docstring).
+    """The figure ``plot --kind curves|figure2|figure3|figure4`` draws (the rules in the
+    module docstring).
 
     Parameters
     ----------
     rs : ResultSet
-    kind : {"curves", "figure2"}
+    kind : {"curves", "figure2", "figure3", "figure4"}
     pairs : sequence of (agent, opponent), optional
         ``curves``: the pairings of the generic figure (given pairs always select it).
-        ``figure2``: at most one pairing, default ``FIGURE2_PAIR``.
+        ``figure2``: at most one pairing, default ``FIGURE2_PAIR``. ``figure3|figure4``:
+        none (their pairings are fixed).
+    smooth : int
+        Moving-average window over episodes of the coins figures
+        (:mod:`recip_tourney.plots.coins_figures`); other figures accept only 1.
 
     Returns
     -------
@@ -201,18 +247,14 @@ def curves_or_figure2(
     Raises
     ------
     UserError
-        Unknown kind, several pairs for ``figure2``, or the errors of
-        :func:`figure2_figure` and :func:`~recip_tourney.plots.curves.curves_figure`.
+        Unknown kind, several pairs for ``figure2``, smoothing a figure without it, or the
+        errors of :func:`figure2_figure`, :func:`~recip_tourney.plots.curves.curves_figure`
+        and :func:`~recip_tourney.plots.coins_figures.coins_curves`.
     """
-    if kind not in CURVE_KINDS:
+    draw = KIND_FIGURES.get(kind)
+    if draw is None:
         raise UserError(f"unknown curves kind {kind!r}; choose one of {', '.join(CURVE_KINDS)}")
-    if kind == "figure2":
-        if pairs is not None and len(pairs) > 1:
-            raise UserError(f"figure 2 shows one pairing; --pairs names {len(pairs)}")
-        return figure2_figure(rs, tuple(pairs[0]) if pairs else FIGURE2_PAIR)
-    if figure2_by_default(rs, pairs):
-        return figure2_figure(rs)
-    return curves_figure(rs, pairs)
+    return draw(rs, kind, pairs, smooth)
 
 
 def plot_curves(
@@ -220,6 +262,7 @@ def plot_curves(
     output: Path,
     kind: str = "curves",
     pairs: Sequence[tuple[str, str]] | None = None,
+    smooth: int = 1,
 ) -> Path:
     """Load a results directory, draw :func:`curves_or_figure2` and save it to ``output``.
 
@@ -231,11 +274,12 @@ def plot_curves(
     Raises
     ------
     UserError
-        Unknown suffix or kind (checked before loading), missing results, the figure's errors,
-        an unwritable output.
+        Unknown suffix or kind, a bad ``smooth`` (checked before loading), missing results,
+        the figure's errors, an unwritable output.
     """
     output_format(output)
     if kind not in CURVE_KINDS:
         raise UserError(f"unknown curves kind {kind!r}; choose one of {', '.join(CURVE_KINDS)}")
+    check_smooth(smooth)
     rs = ResultSet.from_dir(directory)
-    return save_figure(curves_or_figure2(rs, kind, pairs), output)
+    return save_figure(curves_or_figure2(rs, kind, pairs, smooth), output)
