@@ -13,9 +13,8 @@ TORCH ?= torch==2.13.0
 GOLDEN_GAMES := ipd-analytic ipd-rollout
 GOLDEN_ATOL ?= 1e-6
 JOBS ?= 2
-# Until the paper-budget M-FOS artifacts ship (issue 3), the default run leaves M-FOS out;
-# `make run RUN_ARGS=` plays the full 5x5 roster, training M-FOS first (hours).
-RUN_ARGS ?= --agents nl,lola,mmaml,reciprocator
+# extra arguments of the default run, e.g. `make run RUN_ARGS="--jobs 1"`
+RUN_ARGS ?=
 
 .PHONY: install run test lint golden bench clean
 
