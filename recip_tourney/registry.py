@@ -17,6 +17,14 @@ from pydantic import BaseModel
 
 from recip_tourney.errors import UserError
 
+#: The IPDs' cooperation statistics: P(cooperate) overall, at the first move, and after each
+#: joint action seen from the player's side.
+IPD_STATISTICS = ("overall", "start", "CC", "CD", "DC", "DD")
+IPD_STATISTICS_CAPTION = (
+    "P(cooperate) of the row agent's final policy; overall = {overall}, start = first move, "
+    "CD = own C and other's D last step"
+)
+
 
 @dataclass(frozen=True)
 class GameInfo:
@@ -43,6 +51,15 @@ class GameInfo:
         ``episodes`` in rollout games, ``updates`` in IPD-Analytic.
     overall : str
         What the "overall" P(cooperate) of its cooperation table measures (for captions).
+    reward : str
+        What a payoff cell is (captions, axis labels): the IPDs' average reward per step,
+        Coins' episode return.
+    reward_range : (float, float)
+        The payoff heatmap's colour range (widened when a mean falls outside).
+    statistics : tuple of str
+        The cooperation table's columns, in order (the keys of a record's ``cooperation``).
+    statistics_caption : str
+        What those columns measure (the cooperation table's caption).
     """
 
     name: str
@@ -53,6 +70,10 @@ class GameInfo:
     summary: str
     length: str = "episodes"
     overall: str = "realised over the final episodes"
+    reward: str = "average reward per step"
+    reward_range: tuple[float, float] = (-3.0, 0.0)
+    statistics: tuple[str, ...] = IPD_STATISTICS
+    statistics_caption: str = IPD_STATISTICS_CAPTION
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,7 @@ _AGENTS: dict[tuple[str, str], AgentInfo] = {}
 _PLUGIN_MODULES = (
     "recip_tourney.tournament.analytic",
     "recip_tourney.tournament.rollout",
+    "recip_tourney.tournament.coins",
     "recip_tourney.agents",
 )
 
@@ -110,6 +132,10 @@ def register_game(
     summary: str,
     length: str = "episodes",
     overall: str = "realised over the final episodes",
+    reward: str = "average reward per step",
+    reward_range: tuple[float, float] = (-3.0, 0.0),
+    statistics: tuple[str, ...] = IPD_STATISTICS,
+    statistics_caption: str = IPD_STATISTICS_CAPTION,
 ) -> Callable[[PlayFn], PlayFn]:
     """Register ``play(spec) -> records`` (one record per seed) as game ``name``'s protocol."""
 
@@ -119,7 +145,8 @@ def register_game(
         if length not in settings.model_fields:
             raise RuntimeError(f"game {name!r}: {length!r} is not one of its settings")
         _GAMES[name] = GameInfo(
-            name, family, play, config, settings, summary, length, overall
+            name, family, play, config, settings, summary, length, overall, reward,
+            reward_range, statistics, statistics_caption,
         )
         return play
 
@@ -170,6 +197,25 @@ def game(name: str) -> GameInfo:
     if name not in known:
         raise UserError(f"unknown game {name!r}; valid games: {', '.join(known)}")
     return known[name]
+
+
+def describe_reward(game_name: str) -> tuple[str, tuple[float, float]]:
+    """What a payoff cell of ``game_name`` is and its heatmap range (the IPDs' defaults for a
+    game this installation does not know, e.g. results written by a newer version)."""
+    info = games().get(game_name)
+    if info is None:
+        return GameInfo.reward, GameInfo.reward_range
+    return info.reward, info.reward_range
+
+
+def describe_cooperation(game_name: str) -> tuple[tuple[str, ...], str]:
+    """The cooperation table's columns of ``game_name`` and what they measure (the IPDs'
+    for a game this installation does not know)."""
+    info = games().get(game_name)
+    if info is None:
+        caption = IPD_STATISTICS_CAPTION.format(overall="as recorded")
+        return IPD_STATISTICS, caption
+    return info.statistics, info.statistics_caption.format(overall=info.overall)
 
 
 def agents(game_name: str | None = None) -> list[AgentInfo]:

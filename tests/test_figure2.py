@@ -76,7 +76,7 @@ def test_plot_curves_renders_figure2(rollout_dir: Path, tmp_path: Path, suffix: 
 def test_pairs_keep_the_generic_curves(rollout_dir: Path, tmp_path: Path) -> None:
     rs = ResultSet.from_dir(rollout_dir)
     fig = curves_or_figure2(rs, pairs=[("reciprocator", "nl")])
-    assert [ax.get_ylabel() for ax in fig.axes] == ["reward per step", "P(cooperate)"]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["average reward per step", "P(cooperate)"]
     assert fig.axes[-1].get_xlabel() == "episode"
     by_gid(fig.axes[0].lines, "reward:reciprocator:nl:agent")
     target = tmp_path / "generic.png"
@@ -143,5 +143,5 @@ def test_figure2_means_skip_nan_and_other_games_keep_generic_curves() -> None:
     # IPD-Analytic: `curves` stays the generic figure, per update; figure2 on request.
     analytic = curve_set(records, ["reciprocator", "nl"])
     assert fig.axes[0].get_xlabel() == "episode"
-    assert curves_or_figure2(analytic).axes[0].get_ylabel() == "reward per step"
+    assert curves_or_figure2(analytic).axes[0].get_ylabel() == "average reward per step"
     assert figure2_figure(analytic).axes[0].get_xlabel() == "update"

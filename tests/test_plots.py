@@ -105,7 +105,7 @@ def test_heatmap_cells_come_from_the_data(rs: ResultSet) -> None:
     assert [t.get_text() for t in ax.get_yticklabels()] == agents
     assert ax.get_ylabel() == "row agent (moves first)"
     assert ax.get_xlabel() == "column agent"
-    assert fig.axes[1].get_ylabel() == "reward per step (row agent)"  # the colorbar
+    assert fig.axes[1].get_ylabel() == "average reward per step (row agent)"  # the colorbar
 
 
 @pytest.mark.parametrize(
@@ -159,7 +159,7 @@ def test_curves_one_axis_per_key_with_every_pairing(rs: ResultSet) -> None:
         assert [g for g in gids if g.endswith(":agent")] == [
             f"{key}:{a}:{o}:agent" for a, o in pairs
         ]
-    assert fig.axes[0].get_ylabel() == "reward per step"
+    assert fig.axes[0].get_ylabel() == "average reward per step"
     assert fig.axes[1].get_xlabel() == "update"
     # nl vs lola: curves [r - 1, r] for r = -1, -2, -3.
     np.testing.assert_allclose(

@@ -1,6 +1,8 @@
 """Agents, one module per algorithm; importing this package registers them all."""
 
 from recip_tourney.agents import (  # noqa: F401
+    coins_learners,
+    coins_scripted,
     fixed,
     lola,
     mfos,

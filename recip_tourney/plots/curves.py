@@ -23,7 +23,6 @@ from recip_tourney.tables.results import ResultSet
 #: Up to this many pairings share one axis per key; more get one small panel per pairing.
 MAX_OVERLAID = 8
 CURVE_LABELS = {
-    "reward": "reward per step",
     "p_cooperate": "P(cooperate)",
 }
 STYLE_NOTE = "solid: row agent, dashed: column agent, shaded: ± SEM over seeds"
@@ -51,6 +50,15 @@ def x_label(game: str) -> str:
     except UserError:
         return "update"
     return length.removesuffix("s")
+
+
+def curve_label(game: str, key: str) -> str:
+    """Axis label of curve ``key``; the reward's says what a reward is in ``game``."""
+    if key == "reward":
+        from recip_tourney.registry import describe_reward  # late: it loads the games
+
+        return describe_reward(game)[0]
+    return CURVE_LABELS.get(key, key)
 
 
 def mean_sem(frame: pd.DataFrame) -> pd.DataFrame:
@@ -191,12 +199,17 @@ def curves_figure(
     xlabel = x_label(rs.game)
     title = f"{rs.game}: learning curves, mean over seeds per {xlabel}"
     if len(chosen) <= MAX_OVERLAID:
-        return _overlaid(chosen, keys, cache, title, xlabel)
+        return _overlaid(rs.game, chosen, keys, cache, title, xlabel)
     return _small_multiples(rs, chosen, keys, cache, title, xlabel)
 
 
 def _overlaid(
-    chosen: list[tuple[str, str]], keys: list[str], cache: Cache, title: str, xlabel: str
+    game: str,
+    chosen: list[tuple[str, str]],
+    keys: list[str],
+    cache: Cache,
+    title: str,
+    xlabel: str,
 ) -> Figure:
     fig = Figure(figsize=(9.0, 0.6 + 2.8 * len(keys)), layout="constrained")
     axes = fig.subplots(len(keys), 1, sharex=True, squeeze=False)[:, 0]
@@ -204,7 +217,7 @@ def _overlaid(
     for ax, key in zip(axes, keys, strict=True):
         for pair, color in zip(chosen, colors, strict=False):
             _draw_pairing(ax, key, pair, color, cache)
-        ax.set_ylabel(CURVE_LABELS.get(key, key))
+        ax.set_ylabel(curve_label(game, key))
         _style_axis(ax, key)
     axes[-1].set_xlabel(xlabel)
     pairing_handles = [
@@ -251,7 +264,7 @@ def _small_multiples(
                 grid[i, j].tick_params(labelbottom=True)
             if j == 0 or not used[i, :j].any():
                 grid[i, j].tick_params(labelleft=True)
-        subfig.supylabel(CURVE_LABELS.get(key, key), fontsize=9)
+        subfig.supylabel(curve_label(rs.game, key), fontsize=9)
         subfig.supxlabel(xlabel, fontsize=9)
     # Constrained layout makes no room for a figure-level legend next to subfigures, so the
     # line styles are explained in the title.

@@ -33,8 +33,6 @@ _METADATA = {
     "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
     "svg": {"Creator": None, "Date": None},
 }
-#: Colour range of the payoff heatmap: the IPD's reward per step lies in [-3, 0].
-REWARD_RANGE = (-3.0, 0.0)
 _SPREAD_WORDS = {
     "mean": "mean over seeds",
     "sem": "mean ± SEM over seeds",
@@ -54,7 +52,7 @@ def _cell_text(row: pd.Series, stat: str) -> str:
 
 
 def heatmap_figure(rs: ResultSet, stat: str = "sem") -> Figure:
-    """The payoff matrix as a heatmap of the row agent's average reward per step.
+    """The payoff matrix as a heatmap of the row agent's reward (as the game defines it).
 
     Parameters
     ----------
@@ -66,7 +64,7 @@ def heatmap_figure(rs: ResultSet, stat: str = "sem") -> Figure:
     -------
     Figure
         Rows = agent, columns = opponent, both in ``rs.agents`` order; colour = the row
-        agent's mean reward, on the fixed range ``REWARD_RANGE`` (widened only if some mean
+        agent's mean reward, on the game's fixed ``reward_range`` (widened only if some mean
         lies outside it) so figures of different runs are comparable. Missing pairings are
         grey.
 
@@ -88,8 +86,11 @@ def heatmap_figure(rs: ResultSet, stat: str = "sem") -> Figure:
         texts[i, j] = _cell_text(row, stat)
 
     finite = values[np.isfinite(values)]
-    vmin = min(REWARD_RANGE[0], float(finite.min()) if finite.size else 0.0)
-    vmax = max(REWARD_RANGE[1], float(finite.max()) if finite.size else 0.0)
+    from recip_tourney.registry import describe_reward  # late: it loads the games (torch)
+
+    reward, (low, high) = describe_reward(rs.game)
+    vmin = min(low, float(finite.min()) if finite.size else 0.0)
+    vmax = max(high, float(finite.max()) if finite.size else 0.0)
     norm = Normalize(vmin, vmax)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.88")
 
@@ -120,8 +121,8 @@ def heatmap_figure(rs: ResultSet, stat: str = "sem") -> Figure:
     ax.set_xlabel("column agent")
     ax.set_ylabel("row agent (moves first)")
     ax.tick_params(length=0)
-    ax.set_title(f"{rs.game}: reward per step of the row agent\n{_SPREAD_WORDS[stat]}", fontsize=10)
-    fig.colorbar(image, ax=ax, label="reward per step (row agent)")
+    ax.set_title(f"{rs.game}: {reward} of the row agent\n{_SPREAD_WORDS[stat]}", fontsize=10)
+    fig.colorbar(image, ax=ax, label=f"{reward} (row agent)")
     return fig
 
 

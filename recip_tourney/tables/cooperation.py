@@ -29,20 +29,22 @@ def _probability(side: Any, state: str) -> float:
     return float(value) if isinstance(value, int | float) else float("nan")
 
 
-def cooperation_long(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per match and state: ``agent, opponent, seed_index, state`` and both P(C).
+def cooperation_long(
+    records: Sequence[Mapping[str, Any]], states: Sequence[str] = STATES
+) -> pd.DataFrame:
+    """One row per match and state: ``agent, opponent, seed_index, state`` and both values.
 
-    States are :data:`STATES` plus any other state a record names (a game other than the
-    IPD may store different ones); a state missing from a record gives NaN there.
+    States are ``states`` (the game's statistics; the IPD's :data:`STATES` by default) plus
+    any other one a record names; a state missing from a record gives NaN there.
     """
     extra: dict[str, None] = {}
     for record in records:
         for side in (record["cooperation"] or {}).values():
-            extra |= dict.fromkeys(s for s in side if s not in STATES)
+            extra |= dict.fromkeys(s for s in side if s not in states)
     rows = []
     for record in records:
         coop = record["cooperation"] or {}
-        for state in (*STATES, *extra):
+        for state in (*states, *extra):
             rows.append(
                 (
                     record["agent"],
@@ -57,7 +59,9 @@ def cooperation_long(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def cooperation_frame(
-    records: Sequence[Mapping[str, Any]], agents: Sequence[str] | None = None
+    records: Sequence[Mapping[str, Any]],
+    agents: Sequence[str] | None = None,
+    states: Sequence[str] = STATES,
 ) -> pd.DataFrame:
     """Cooperation statistics over seeds, one row per (agent, opponent, state).
 
@@ -79,7 +83,7 @@ def cooperation_frame(
     """
     if agents is None:
         agents = agent_order({}, records)
-    long = cooperation_long(records)
+    long = cooperation_long(records, states)
     if long.empty:
         return pd.DataFrame(columns=COOPERATION_COLUMNS)
     frame = aggregate(long, [*PAIR, "state"], VALUES)

@@ -91,20 +91,14 @@ def cooperation_matrix(rs: ResultSet, stat: str, pm: str = "±") -> pd.DataFrame
 def payoff_caption(rs: ResultSet, stat: str) -> str:
     """One line saying what the payoff cells are."""
     return (
-        f"{rs.game}: average reward per step, {_SPREAD_WORDS[stat]}; "
+        f"{rs.game}: {registry.describe_reward(rs.game)[0]}, {_SPREAD_WORDS[stat]}; "
         "cell = row agent / column agent (row agent moves first)"
     )
 
 
 def cooperation_caption(rs: ResultSet, stat: str) -> str:
-    """One line saying what the cooperation cells are (the game says what "overall" is)."""
-    info = registry.games().get(rs.game)
-    overall = info.overall if info else "as recorded"
-    return (
-        f"{rs.game}: P(cooperate) of the row agent's final policy, {_SPREAD_WORDS[stat]}; "
-        f"overall = {overall}, start = first move, "
-        "CD = own C and other's D last step"
-    )
+    """One line saying what the cooperation cells are (the game says what they measure)."""
+    return f"{rs.game}: {registry.describe_cooperation(rs.game)[1]}, {_SPREAD_WORDS[stat]}"
 
 
 def _markdown(matrix: pd.DataFrame, corner: str) -> str:

@@ -228,14 +228,18 @@ class ResultSet:
         return aggregate(self.per_seed, PAIR, ["reward", "opponent_reward"])
 
     def cooperation(self) -> pd.DataFrame:
-        """P(cooperate) of both players' final policies, one row per pairing and state.
+        """The game's cooperation statistics of both players, one row per pairing and
+        statistic (the IPDs: P(cooperate) of the final policies per state; Coins: own-coin
+        share and coins per episode).
 
         See :func:`recip_tourney.tables.cooperation.cooperation_frame`.
         """
         # Imported here because cooperation.py builds on this module's helpers.
+        from recip_tourney.registry import describe_cooperation
         from recip_tourney.tables.cooperation import cooperation_frame
 
-        return cooperation_frame(self.records, self.agents)
+        states = describe_cooperation(self.game)[0]
+        return cooperation_frame(self.records, self.agents, states)
 
     def curves(self, key: str = "reward") -> pd.DataFrame:
         """One learning curve per match in long form.
