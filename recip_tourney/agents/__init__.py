@@ -2,6 +2,7 @@
 
 from recip_tourney.agents import (  # noqa: F401
     coins_learners,
+    coins_mfos,
     coins_scripted,
     fixed,
     lola,
