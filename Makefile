@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # torch is pinned to the CPU build first, so that nothing later pulls a CUDA build.
 TORCH ?= torch==2.13.0
 # games with a golden payoff matrix of their ci profile, checked by `make test`
-GOLDEN_GAMES := ipd-analytic ipd-rollout
+GOLDEN_GAMES := ipd-analytic ipd-rollout coins
 GOLDEN_ATOL ?= 1e-6
 JOBS ?= 2
 # extra arguments of the default run, e.g. `make run RUN_ARGS="--jobs 1"`
