@@ -1,11 +1,8 @@
 """The networks of the Coins M-FOS meta-agent, batched over seeds (rollout spec 4.6).
 
-**Meta-state.** At every step M-FOS sees 7 planes of the g x g torus: its own 4-channel
-observation (the match's layout, own position first when egocentric), then its reward of the
-previous step, the other player's reward of the previous step and an inner-episode-start
-flag, each tiled over the grid (the original M-FOS's 7-channel meta-state). At the first step
-of an inner episode both rewards are 0 and the flag is 1 (the original's reset step); the
-flag is 0 afterwards.
+**Meta-state**: 7 planes of the g x g torus (own observation, the previous step's two
+rewards and an inner-episode-start flag), built in :mod:`recip_tourney.agents.coins_mfos_inputs`
+(re-exported here, with the GRU blocks of :mod:`recip_tourney.agents.coins_mfos_gru`).
 
 **Networks** (spec 4.6; n = ``hidden``, 16 in the original). Three towers, ``a`` (actor),
 ``v`` (value) and ``t`` (conditioning), each ``Conv(7 -> n, 3x3 circular) ReLU Conv(n -> n)
@@ -19,13 +16,15 @@ ReLU Flatten Linear(n g^2 -> n) ReLU GRU(n -> n)``, with
   episode.
 
 Every seed has its own weights, initialised from its own generator with the default bounds
-of ``torch.nn`` (``U(+-1/sqrt(fan_in))``; GRU ``U(+-1/sqrt(n))``), drawn in float64 and cast.
+of ``torch.nn`` (``U(+-1/sqrt(fan_in))``; GRU ``U(+-1/sqrt(n))``), drawn in float64 and cast
+(:func:`recip_tourney.agents.default_init.seeded_uniform`).
 
 **How it is computed.** Plain torch autograd; the 3 towers of the S seeds are one batch of
 ``3 S`` models (``bmm`` over the model axis, model ``tower * S + seed``).
 
 * A 3x3 circular conv on the torus is a dense ``(C_in g^2, C_out g^2)`` matrix gathered from
-  the kernel (:class:`Circulant`); the gather is differentiable.
+  the kernel (:class:`recip_tourney.agents.torus_conv.CirculantConv`, a 3 x 3 kernel on
+  every grid); the gather is differentiable.
 * *Table mode* (on the 3 x 3 grid when the samples outnumber the table, see
   :func:`table_pays`: the spec's sizes and the tournament, not CI's tiny trainings). An
   input is 4 one-hot planes and 3 scalars from a finite set (:func:`reward_levels`: 11
@@ -37,7 +36,8 @@ of ``torch.nn`` (``U(+-1/sqrt(fan_in))``; GRU ``U(+-1/sqrt(n))``), drawn in floa
   (autograd scatters their gradients back). On 3 x 3 that is 8748 representatives against
   262144 samples per update at the spec's sizes. ``table=False`` runs the encoder on every
   sample (any grid; the tests check the two modes against each other).
-* The GRU is ``torch.nn.GRU``'s up to rounding, rearranged for speed (:func:`_gru_step`).
+* The GRU is ``torch.nn.GRU``'s up to rounding, rearranged for speed
+  (:func:`~recip_tourney.agents.coins_mfos_gru.gru_step`).
 
 Speed (``benchmarks/bench_coins_mfos.py``, one thread of a shared 2-core AMD EPYC, float32,
 B = 512, 16 x 32 steps, K = 16): about 11 s per update (0.7 s per epoch), 0.6 s of acting
@@ -52,262 +52,62 @@ parameters are their own tensors (so Adam steps them alone). Tested bit for bit.
 
 from __future__ import annotations
 
-import functools
-import math
-from dataclasses import dataclass
-
 import torch
 from torch.nn import functional
 
-from recip_tourney.envs import coins as env
+from recip_tourney.agents.coins_mfos_gru import (
+    ALIGN,
+    Acting,
+    Gates,
+    Working,
+    each,
+    group_mean,
+    gru_step,
+)
+from recip_tourney.agents.coins_mfos_inputs import (
+    CHANNELS,
+    OBS_CHANNELS,
+    TABLE_LIMIT,
+    codes_of,
+    dense_inputs,
+    episode_codes,
+    observation_cells,
+    orbit_rows,
+    previous_rewards,
+    representatives,
+    reward_levels,
+    start_code,
+    table_pays,
+    torus_translations,
+    universe,
+)
+from recip_tourney.agents.default_init import default_bound, seeded_uniform
+from recip_tourney.agents.torus_conv import CirculantConv
 
-OBS_CHANNELS = 4
-CHANNELS = OBS_CHANNELS + 3
+__all__ = [
+    "ACTIONS", "ALIGN", "CHANNELS", "HEAD_PARAMS", "KERNEL", "OBS_CHANNELS", "TABLE_LIMIT",
+    "TOWERS", "TOWER_PARAMS", "Acting", "Gates", "MFOSNets", "codes_of", "dense_inputs",
+    "each", "episode_codes", "group_mean", "observation_cells", "orbit_rows",
+    "previous_rewards", "representatives", "reward_levels", "start_code", "table_pays",
+    "torus_translations", "universe",
+]
+
 ACTIONS = 5
 KERNEL = 3
+"""The convs' kernel side on every grid (the original's 3 x 3, not
+:func:`recip_tourney.agents.torus_conv.kernel_size`)."""
 TOWERS = ("a", "v", "t")
-TABLE_LIMIT = 1 << 14
-"""Largest number of orbit representatives evaluated as a table when ``table`` is None."""
-
-
-def representatives(grid: int) -> int:
-    """Rows of the table's universe before translations: codes x ``g^6`` orbits."""
-    return len(_levels()) * (grid * grid) ** (OBS_CHANNELS - 1)
-
-
-def table_pays(grid: int, samples: int | None = None) -> bool:
-    """Whether table mode is worth it: a small enough universe (the 3 x 3 grid), and, when
-    ``samples`` (the inputs evaluated per weight change) is given, fewer representatives
-    than samples."""
-    reps = representatives(grid)
-    return reps <= TABLE_LIMIT and (samples is None or reps <= samples)
-
 TOWER_PARAMS = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "linear.weight",
                 "linear.bias", "gru.weight_ih", "gru.weight_hh", "gru.bias_ih", "gru.bias_hh")
 HEAD_PARAMS = ("actor.weight", "actor.bias", "critic.weight", "critic.bias", "theta.weight",
                "theta.bias")
 
 
-# ---------------------------------------------------------------------- the meta-state
-
-
-@functools.lru_cache(maxsize=1)
-def _levels() -> tuple[tuple[float, float, float], ...]:
-    # every coincidence pattern of 2 agents and 2 coins is realised on 4 cells; STAY moves
-    # nobody, so env.step pays what standing there pays
-    cells = torch.cartesian_prod(*[torch.arange(4)] * 4)
-    state = env.CoinsState(cells[:, :2], cells[:, 2:])
-    stay = torch.full_like(state.agents, env.STAY)
-    rewards = env.step(state, stay, state.coins, 2, dtype=torch.float64)[1]
-    pairs = sorted({(a, b) for a, b in rewards.tolist()})
-    return tuple((a, b, 0.0) for a, b in pairs) + ((0.0, 0.0, 1.0),)
-
-
-def reward_levels() -> torch.Tensor:
-    """Every ``(own reward, other's reward, start flag)`` of a 2-player meta-state, (R, 3).
-
-    The reward pairs one Coins step can pay (11), flag 0, then the start code ``(0, 0, 1)``
-    (index :func:`start_code`). Found by playing every coincidence of the two agents and the
-    two coins through :func:`recip_tourney.envs.coins.step`.
-    """
-    return torch.tensor(_levels(), dtype=torch.float64)
-
-
-def start_code() -> int:
-    """The code of an inner episode's first step."""
-    return len(_levels()) - 1
-
-
-def codes_of(own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """The codes (long, same shape) of a previous step's rewards ``own`` and ``other``."""
-    pairs = reward_levels()[:-1, :2].to(own.device)
-    pair = torch.stack((own, other), dim=-1).to(torch.float64)
-    match = (pair.unsqueeze(-2) == pairs).all(-1)
-    if not bool(match.any(-1).all()):
-        raise ValueError("a reward pair that no Coins step pays (is this 2-player Coins?)")
-    return match.long().argmax(-1)
-
-
-def episode_codes(rewards: torch.Tensor, me: int) -> torch.Tensor:
-    """Codes (T, ...) of an episode's steps from its rewards (T, 2, ...) by slot: the start
-    code, then each previous step's (own, other's) rewards."""
-    codes = torch.full(rewards[:, 0].shape, start_code(), dtype=torch.long,
-                       device=rewards.device)
-    codes[1:] = codes_of(rewards[:-1, me], rewards[:-1, 1 - me])
-    return codes
-
-
-def previous_rewards(before: env.CoinsState, after: env.CoinsState, grid: int) -> torch.Tensor:
-    """The rewards (..., n) of the step that took the game from ``before`` to ``after``.
-
-    A step pays for the agents' positions after the move against the coins before it (the
-    respawns change only coins), so :func:`recip_tourney.envs.coins.step` with everybody
-    standing still at ``after``'s positions in front of ``before``'s coins pays exactly that.
-    """
-    state = env.CoinsState(after.agents, before.coins)
-    stay = torch.full_like(after.agents, env.STAY)
-    return env.step(state, stay, before.coins, grid, dtype=torch.float64)[1]
-
-
-def observation_cells(obs: torch.Tensor) -> torch.Tensor:
-    """Cells (..., 4) of one-hot observation planes (..., 4, g, g)."""
-    return obs.flatten(-2).argmax(-1)
-
-
-@functools.lru_cache(maxsize=8)
-def torus_translations(grid: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``shift[tau, x]``: cell x moved by the translation taking cell 0 to cell tau, and
-    ``unshift`` with ``unshift[tau, shift[tau, x]] = x``; both (g^2, g^2)."""
-    row, col = torch.arange(grid * grid) // grid, torch.arange(grid * grid) % grid
-    shift = ((row.view(-1, 1) + row) % grid) * grid + (col.view(-1, 1) + col) % grid
-    return shift, torch.argsort(shift, dim=1)
-
-
-def orbit_rows(cells: torch.Tensor, codes: torch.Tensor, grid: int) -> torch.Tensor:
-    """Table rows (long) of inputs given by their cells (..., 4) and codes (...).
-
-    Row ``(code * g^6 + rho) * g^2 + tau``: ``tau`` is channel 0's cell, ``rho`` the cells of
-    channels 1-3 moved back by that translation, in base g^2.
-    """
-    cellcount = grid * grid
-    unshift = torus_translations(grid)[1].to(cells.device)
-    tau = cells[..., 0]
-    rho = torch.zeros_like(tau)
-    for ch in range(OBS_CHANNELS - 1, 0, -1):
-        rho = rho * cellcount + unshift[tau, cells[..., ch]]
-    return (codes * cellcount ** (OBS_CHANNELS - 1) + rho) * cellcount + tau
-
-
-def dense_inputs(cells: torch.Tensor, codes: torch.Tensor, grid: int,
-                 dtype: torch.dtype) -> torch.Tensor:
-    """The 7 planes (..., 7 g^2), flattened channel-major, of cells (..., 4) and codes."""
-    cellcount = grid * grid
-    planes = torch.zeros(*cells.shape, cellcount, dtype=dtype, device=cells.device)
-    planes.scatter_(-1, cells.unsqueeze(-1), 1)
-    scalars = reward_levels().to(dtype=dtype, device=cells.device)[codes]
-    tiled = scalars.unsqueeze(-1).expand(*codes.shape, 3, cellcount)
-    return torch.cat([planes, tiled], dim=-2).flatten(-2)
-
-
-@functools.lru_cache(maxsize=4)
-def universe(grid: int, dtype: torch.dtype) -> torch.Tensor:
-    """Inputs of the table's representatives, (R g^6, 7 g^2), in row order // g^2."""
-    cellcount = grid * grid
-    reps = cellcount ** (OBS_CHANNELS - 1)
-    rho = torch.arange(reps)
-    cells = torch.zeros(reps, OBS_CHANNELS, dtype=torch.long)
-    for ch in range(1, OBS_CHANNELS):
-        cells[:, ch] = (rho // cellcount ** (ch - 1)) % cellcount
-    codes = torch.arange(len(_levels())).repeat_interleave(reps)
-    return dense_inputs(cells.repeat(len(_levels()), 1), codes, grid, dtype)
-
-
-# ---------------------------------------------------------------------- building blocks
-
-
-class Circulant:
-    """A stride-1 circular 'same' conv on the g x g torus as a dense matrix of its kernel.
-
-    Output cell ``(ui, uj)`` of channel co reads input cell ``((ui + di - 1) mod g,
-    (uj + dj - 1) mod g)`` of channel ci through kernel entry ``[co, ci, di, dj]`` (as
-    ``torch.nn.functional.conv2d`` with circular padding); features are flattened
-    ``(channel, row, col)``. :meth:`dense` is a differentiable gather.
-    """
-
-    def __init__(self, cin: int, cout: int, grid: int, kernel: int = KERNEL) -> None:
-        cells, pad = grid * grid, kernel // 2
-        self.shape = (cin * cells, cout * cells)
-        hits: list[list[int]] = [[] for _ in range(self.shape[0] * self.shape[1])]
-        for co in range(cout):
-            for ci in range(cin):
-                for di in range(kernel):
-                    for dj in range(kernel):
-                        k = ((co * cin + ci) * kernel + di) * kernel + dj
-                        for u in range(cells):
-                            ui, uj = divmod(u, grid)
-                            p = ((ui + di - pad) % grid) * grid + (uj + dj - pad) % grid
-                            hits[(ci * cells + p) * self.shape[1] + co * cells + u].append(k)
-        self.multiplicity = max(len(h) for h in hits)
-        self.zero = cout * cin * kernel * kernel  # index of a zero appended to the kernel
-        padded = [h + [self.zero] * (self.multiplicity - len(h)) for h in hits]
-        self.index = torch.tensor(padded, dtype=torch.long).flatten()
-        self.padded = any(len(h) < self.multiplicity for h in hits)
-
-    def dense(self, kernel: torch.Tensor) -> torch.Tensor:
-        """Matrices (M, C_in g^2, C_out g^2) of kernels (M, C_out, C_in, k, k)."""
-        flat = kernel.flatten(1)
-        if self.padded:
-            flat = torch.cat([flat, flat.new_zeros(flat.shape[0], 1)], dim=1)
-        picked = flat.index_select(1, self.index.to(flat.device))
-        picked = picked.view(flat.shape[0], -1, self.multiplicity)
-        out = picked[..., 0] if self.multiplicity == 1 else picked.sum(-1)
-        return out.view(flat.shape[0], *self.shape)
-
-
-ALIGN = 64
-"""A contiguous elementwise op rounds an element alike wherever it lies when the tensor has
-no scalar tail: blocks of a multiple of this many elements (AVX-512 doubles unrolled)."""
-
-
-def each(fn, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
-    """``fn`` on every model's block ``x[m]`` of a contiguous x, rounding every block as if
-    it were alone: one call when the blocks are a multiple of :data:`ALIGN` elements (no
-    vector tail anywhere), else block by block (see the module docstring)."""
-    x = x.contiguous()
-    if x[0].numel() % ALIGN == 0:
-        return fn(x)
-    return torch.stack([fn(block) for block in x.unbind(0)])
-
-
-def group_mean(x: torch.Tensor) -> torch.Tensor:
-    """Mean over dim 1 of (M, B, F), as a product with ones (rounds per model): (M, F)."""
-    ones = x.new_ones(x.shape[0], 1, x.shape[1])
-    return torch.bmm(ones, x).squeeze(1) / x.shape[1]
-
-
-@dataclass
-class _Working:
-    """The batch of ``3 S`` models' working matrices (model ``tower * S + seed``)."""
-
-    d1: torch.Tensor  # (M, 7 g^2, n g^2)
-    b1: torch.Tensor  # (M, 1, n g^2)
-    d2: torch.Tensor  # (M, n g^2, n g^2)
-    b2: torch.Tensor  # (M, 1, n g^2)
-    wl: torch.Tensor  # (M, n g^2, n) or (M, n g^2, g^2 n) in table mode
-    bl: torch.Tensor  # (M, 1, n) or (M, 1, g^2 n)
-    wih: torch.Tensor  # (M, n, 3n): gates r, z, 2n (the n gate doubled)
-    bih: torch.Tensor  # (M, 1, 3n): b_ir + b_hr, b_iz + b_hz, 2 b_in
-    whr: torch.Tensor  # (M, n, n)
-    whz: torch.Tensor  # (M, n, n)
-    whn: torch.Tensor  # (M, n, n), doubled
-    bhn: torch.Tensor  # (M, 1, n), doubled
-    heads: dict[str, torch.Tensor]  # (S, ...) each
-
-
-Gates = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-"""A GRU's input projections split by gate (r, z, doubled n), each (M, ..., n), contiguous."""
-
-
-@dataclass
-class Acting:
-    """What playing needs, computed once per weight change (no gradients)."""
-
-    gi_a: Gates | None  # tower a's input projections of every table row, (S, rows, n) each
-    gi_t: Gates | None
-    w: _Working
-
-
-def _gru_step(gates: Gates, h: torch.Tensor, w: _Working) -> torch.Tensor:
-    """One step of ``torch.nn.GRU`` for models (M, B, n), rewritten exactly up to rounding:
-    the hidden biases of r and z ride on the input projections, and ``tanh(a) = 2
-    sigmoid(2 a) - 1`` with the n gate's weights doubled (tanh is several times slower than
-    sigmoid on CPU). Every operand is contiguous (slices would be slower, and their backward
-    zero-fills whole tensors)."""
-    gr, gz, gn = gates
-    r = each(torch.sigmoid, torch.baddbmm(gr, h, w.whr))
-    z = each(torch.sigmoid, torch.baddbmm(gz, h, w.whz))
-    cand = each(torch.sigmoid, gn + r * torch.baddbmm(w.bhn, h, w.whn)) * 2 - 1
-    return cand + z * (h - cand)
+def _circulant(cin: int, cout: int, grid: int, device: torch.device) -> CirculantConv:
+    """The dense-matrix form of a 3 x 3 circular conv, its gather index on ``device``."""
+    conv = CirculantConv(cin, cout, grid, KERNEL)
+    conv.gather = conv.gather.to(device)
+    return conv
 
 
 # ---------------------------------------------------------------------- the networks
@@ -358,8 +158,8 @@ class MFOSNets:
             "theta.weight": ((n, n), n), "theta.bias": ((n,), n),
         }  # fmt: skip
         self.params = [self._draw(g) for g in generators]
-        self.conv1 = Circulant(CHANNELS, n, grid)
-        self.conv2 = Circulant(n, n, grid)
+        self.conv1 = _circulant(CHANNELS, n, grid, self.device)
+        self.conv2 = _circulant(n, n, grid, self.device)
         shift = torus_translations(grid)[0]
         offsets = (torch.arange(n) * self.cells).view(1, n, 1)
         # [tau, (c, p)] -> (c, shift[tau, p]): the linear layer's columns seen from an orbit
@@ -380,8 +180,8 @@ class MFOSNets:
 
     def _uniform(self, name: str, generator: torch.Generator) -> torch.Tensor:
         shape, fan_in = self.shapes[name]
-        bound = 1 / math.sqrt(self.hidden if name.startswith("gru") else fan_in)
-        draw = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+        bound = default_bound(self.hidden if name.startswith("gru") else fan_in)
+        draw = seeded_uniform(shape, bound, [generator])[0]
         return draw.to(dtype=self.dtype, device=self.device)
 
     @classmethod
@@ -426,7 +226,7 @@ class MFOSNets:
 
     # ------------------------------------------------------------------ forward pieces
 
-    def working(self) -> _Working:
+    def working(self) -> Working:
         """The working matrices of the current parameters (differentiable)."""
         def towers(name: str) -> torch.Tensor:
             stacked = torch.stack([p[f"towers.{name}"] for p in self.params], dim=1)
@@ -443,10 +243,10 @@ class MFOSNets:
             wl = wl.transpose(1, 2)
         wih, whh = towers("gru.weight_ih"), towers("gru.weight_hh")
         bih, bhh = towers("gru.bias_ih"), towers("gru.bias_hh")
-        return _Working(
-            d1=self.conv1.dense(towers("conv1.weight")),
+        return Working(
+            d1=self.conv1.dense(towers("conv1.weight").flatten(1)),
             b1=towers("conv1.bias").repeat_interleave(cells, dim=1).unsqueeze(1),
-            d2=self.conv2.dense(towers("conv2.weight")),
+            d2=self.conv2.dense(towers("conv2.weight").flatten(1)),
             b2=towers("conv2.bias").repeat_interleave(cells, dim=1).unsqueeze(1),
             wl=wl, bl=bl,
             wih=torch.cat([wih[:, : 2 * n], wih[:, 2 * n :] * 2], dim=1).transpose(1, 2),
@@ -457,7 +257,7 @@ class MFOSNets:
             heads={k: torch.stack([p[k] for p in self.params]) for k in HEAD_PARAMS},
         )  # fmt: skip
 
-    def _towers(self, w: _Working, which: tuple[int, ...]) -> _Working:
+    def _towers(self, w: Working, which: tuple[int, ...]) -> Working:
         """The working matrices of some towers only (the models of those towers)."""
         seeds = self.seeds
 
@@ -468,9 +268,9 @@ class MFOSNets:
 
         fields = {k: pick(getattr(w, k)) for k in ("d1", "b1", "d2", "b2", "wl", "bl", "wih",
                                                    "bih", "whr", "whz", "whn", "bhn")}
-        return _Working(**fields, heads=w.heads)
+        return Working(**fields, heads=w.heads)
 
-    def encode(self, w: _Working, x: torch.Tensor) -> Gates:
+    def encode(self, w: Working, x: torch.Tensor) -> Gates:
         """The GRU input projections (M, R', n) x 3 of rows x (M, R, 7 g^2); in table mode the
         rows are orbit representatives and R' = R g^2 (one row per translation)."""
         a1 = torch.baddbmm(w.b1, x, w.d1).relu_()
@@ -479,12 +279,12 @@ class MFOSNets:
         gi = torch.baddbmm(w.bih, e, w.wih)
         return tuple(g.contiguous() for g in gi.split(self.hidden, -1))  # type: ignore[return-value]
 
-    def table_rows(self, w: _Working) -> Gates:
+    def table_rows(self, w: Working) -> Gates:
         """The input projections of every table row, (M, rows, n) x 3."""
         x = universe(self.grid, self.dtype).to(self.device)
         return self.encode(w, x.expand(w.d1.shape[0], *x.shape))
 
-    def projections(self, w: _Working, cells: torch.Tensor, codes: torch.Tensor,
+    def projections(self, w: Working, cells: torch.Tensor, codes: torch.Tensor,
                     table: Gates | None = None) -> Gates:
         """Input projections (M, ..., n) x 3 of inputs given by cells (S, ..., 4) and codes
         (S, ...), for the models of ``w`` (a multiple of S), from ``table`` when given."""
@@ -504,7 +304,7 @@ class MFOSNets:
         return tuple(g.view(shape) for g in gates)  # type: ignore[return-value]
 
     @staticmethod
-    def run_gru(gates: Gates, w: _Working) -> torch.Tensor:
+    def run_gru(gates: Gates, w: Working) -> torch.Tensor:
         """Outputs (M, T, B, n) of the GRUs over input projections (M, T, B, n) x 3 from
         h = 0."""
         models, _, batch, n = gates[0].shape
@@ -512,7 +312,7 @@ class MFOSNets:
         outs = []
         # unbind: one backward for all steps (gi[:, t] would zero-fill T steps per step)
         for step in zip(*(g.unbind(1) for g in gates), strict=True):
-            h = _gru_step(step, h, w)
+            h = gru_step(step, h, w)
             outs.append(h)
         return torch.stack(outs, dim=1)
 
@@ -586,7 +386,7 @@ class MFOSNets:
             play = self.acting()
             w = self._towers(play.w, (0,))
             gates = self.projections(w, cells, codes, play.gi_a)
-            hidden = _gru_step(gates, hidden, w)
+            hidden = gru_step(gates, hidden, w)
             heads = w.heads
             features = theta.unsqueeze(1) * hidden.relu()
             logits = torch.baddbmm(heads["actor.bias"].unsqueeze(1), features,
