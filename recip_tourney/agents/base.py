@@ -83,7 +83,25 @@ class MatchContext:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
 
 
-class AnalyticAgent(ABC):
+class Pretrainable:
+    """What every agent class says about pretraining: by default it needs none.
+
+    A meta-learned agent (M-MAML, M-FOS) overrides :meth:`artifacts`; the runner asks every
+    agent of a pairing, whatever the game, through these two classmethods.
+    """
+
+    @classmethod
+    def artifacts(cls, pairing: PairingContext) -> list[ArtifactSpec]:
+        """Pretrained artifacts this agent needs to play ``pairing`` (none by default)."""
+        return []
+
+    @classmethod
+    def trainable_artifacts(cls, pairing: PairingContext) -> list[ArtifactSpec]:
+        """What ``recip-tourney pretrain`` trains for ``pairing`` (default: :meth:`artifacts`)."""
+        return cls.artifacts(pairing)
+
+
+class AnalyticAgent(Pretrainable, ABC):
     """A learning rule over memory-one logits in IPD-Analytic.
 
     Parameters
@@ -109,16 +127,6 @@ class AnalyticAgent(ABC):
         self.params = params
         self.game = game
         self.init_std = init_std
-
-    @classmethod
-    def artifacts(cls, pairing: PairingContext) -> list[ArtifactSpec]:
-        """Pretrained artifacts this agent needs to play ``pairing`` (none by default)."""
-        return []
-
-    @classmethod
-    def trainable_artifacts(cls, pairing: PairingContext) -> list[ArtifactSpec]:
-        """What ``recip-tourney pretrain`` trains for ``pairing`` (default: :meth:`artifacts`)."""
-        return cls.artifacts(pairing)
 
     def prepare(self, match: MatchContext) -> None:  # noqa: B027 - optional hook
         """Called once before a match with its seeds and this agent's artifacts."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional
 
+from recip_tourney.agents.flat_adam import adam_update
 from recip_tourney.agents.returns import discounted_returns
 from recip_tourney.envs.ipd import STATES
 from recip_tourney.envs.ipd_rollout import OBSERVATION_FEATURES, per_seed
@@ -313,14 +314,9 @@ class GroupedPPO:
 
     def adam_step(self, grad: torch.Tensor) -> None:
         """``torch.optim.Adam``'s update (no weight decay, no amsgrad) on the flat tensor."""
-        beta1, beta2 = self.betas
         self.steps += 1
-        self.exp_avg.lerp_(grad, 1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        correction1 = 1 - beta1**self.steps
-        correction2 = 1 - beta2**self.steps
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(correction2)).add_(1e-8)
-        self.nets.flat.addcdiv_(self.exp_avg, denom, value=-self.lr / correction1)
+        adam_update(self.nets.flat, grad, self.exp_avg, self.exp_avg_sq, self.steps, self.lr,
+                    self.betas, 1e-8)
 
     def update(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> None:
         """One PPO update (``epochs`` full-batch Adam steps) on an episode of samples.

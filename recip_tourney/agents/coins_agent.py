@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from recip_tourney import registry
-from recip_tourney.agents.base import PairingContext, Params
+from recip_tourney.agents.base import Params, Pretrainable
 
 if TYPE_CHECKING:
     from recip_tourney.envs.coins import CoinsState
-    from recip_tourney.pretrain.artifacts import ArtifactSpec
 
 
 @dataclass(frozen=True)
@@ -124,7 +123,7 @@ class CoinsEpisode:
         return self.rewards[:, self.me]
 
 
-class CoinsAgent(ABC):
+class CoinsAgent(Pretrainable, ABC):
     """A player of the Coin Game.
 
     Parameters
@@ -142,16 +141,6 @@ class CoinsAgent(ABC):
     def __init__(self, params: Params, setup: CoinsSetup):
         self.params = params
         self.setup = setup
-
-    @classmethod
-    def artifacts(cls, pairing: PairingContext) -> list[ArtifactSpec]:
-        """Pretrained artifacts needed for ``pairing`` (none by default)."""
-        return []
-
-    @classmethod
-    def trainable_artifacts(cls, pairing: PairingContext) -> list[ArtifactSpec]:
-        """What ``recip-tourney pretrain`` trains for ``pairing`` (default: :meth:`artifacts`)."""
-        return cls.artifacts(pairing)
 
     def begin_episode(self, batch: int) -> None:  # noqa: B027 - optional hook
         """Called before the first step of every episode (recurrent agents reset here)."""

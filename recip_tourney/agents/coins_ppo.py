@@ -33,8 +33,6 @@ about 100 MB of buffers per seed at these sizes.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.nn import functional
 
@@ -46,6 +44,7 @@ from recip_tourney.agents.coins_gru_passes import (
     expand_models,
     forward,
 )
+from recip_tourney.agents.flat_adam import adam_update
 from recip_tourney.agents.returns import discounted_returns
 
 __all__ = ["TABLE_LIMIT", "CoinsPPO", "ConvGRUNets"]
@@ -197,14 +196,9 @@ class CoinsPPO:
 
     def adam_step(self, grad: torch.Tensor) -> None:
         """``torch.optim.Adam``'s update (no weight decay, no amsgrad) on the flat tensor."""
-        beta1, beta2 = self.betas
         self.steps += 1
-        self.exp_avg.lerp_(grad, 1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        correction1 = 1 - beta1**self.steps
-        correction2 = 1 - beta2**self.steps
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(correction2)).add_(self.adam_eps)
-        self.nets.flat.addcdiv_(self.exp_avg, denom, value=-self.lr / correction1)
+        adam_update(self.nets.flat, grad, self.exp_avg, self.exp_avg_sq, self.steps, self.lr,
+                    self.betas, self.adam_eps)
 
     # ------------------------------------------------------------------ public
 

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from pydantic import Field
 
 from recip_tourney import registry
-from recip_tourney.agents.base import PairingContext, Params
+from recip_tourney.agents.base import Params, Pretrainable
 from recip_tourney.agents.bernoulli_ppo import GroupedPPO, MemoryOneNets
-
-if TYPE_CHECKING:
-    from recip_tourney.pretrain.artifacts import ArtifactSpec
 
 
 @dataclass
@@ -59,7 +55,7 @@ class EpisodeView:
         return self.rewards[:, 1 - self.me]
 
 
-class RolloutAgent(ABC):
+class RolloutAgent(Pretrainable, ABC):
     """A player of IPD-Rollout.
 
     Parameters
@@ -78,11 +74,6 @@ class RolloutAgent(ABC):
         self.params = params
         self.seeds = len(generators)
         self.dtype = dtype
-
-    @classmethod
-    def artifacts(cls, pairing: PairingContext) -> list[ArtifactSpec]:
-        """Pretrained artifacts needed for ``pairing``: none in IPD-Rollout."""
-        return []
 
     @abstractmethod
     def p_cooperate(self) -> torch.Tensor:
