@@ -89,9 +89,10 @@ def main() -> None:
         from torch.profiler import ProfilerActivity, profile
 
         update()
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             update()
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        print(prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=25))
     act()
     timings = {"acting episode": best_of(args.repeat, act), "update": best_of(args.repeat, update)}
     for label, (wall, cpu) in timings.items():

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from recip_tourney import registry
 from recip_tourney.agents.base import PairingContext, agent_class
-from recip_tourney.config import PROFILES, load_config
+from recip_tourney.config import load_config
 from recip_tourney.errors import UserError
 from recip_tourney.pretrain.artifacts import ensure
 from recip_tourney.pretrain.cache import ArtifactCache
@@ -28,6 +28,8 @@ from recip_tourney.tables.results import ResultSet
 from recip_tourney.tournament.runner import run_tournament
 from recip_tourney.tournament.schedule import Player
 from recip_tourney.tournament.store import atomic_write_text
+
+PROFILE_HELP = "Shipped config: paper, ci, or one the game adds (coins: figures)."
 
 app = typer.Typer(
     help="Round-robin tournaments of learning agents in sequential social dilemmas.",
@@ -84,7 +86,7 @@ def run(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Results directory [default: results/<game>].")
     ] = None,
-    profile: Annotated[str, typer.Option(help="Shipped config: paper or ci.")] = "paper",
+    profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "paper",
     config: Annotated[Path | None, typer.Option(help="YAML config file to merge.")] = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config key: key.sub=value.")
@@ -109,7 +111,6 @@ def run(
     _positive(seeds, "--seeds")
     _positive(episodes, "--episodes")
     _positive(jobs, "--jobs")
-    _choice(profile, PROFILES, "profile")
     _choice(stat, render.STATS, "statistic")
     sets = list(overrides or [])
     if agents is not None:
@@ -243,7 +244,7 @@ def pretrain(
         typer.Option(help="M-FOS: the opponent to train against [default: every roster agent]."),
     ] = None,
     game: Annotated[str, typer.Option(help="Game (see `list`).")] = "ipd-analytic",
-    profile: Annotated[str, typer.Option(help="Shipped config: paper or ci.")] = "paper",
+    profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "paper",
     config: Annotated[Path | None, typer.Option(help="YAML config file to merge.")] = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config key: key.sub=value.")
@@ -255,7 +256,6 @@ def pretrain(
     quiet: Annotated[bool, typer.Option(help="No progress bar and no per-step log.")] = False,
 ) -> None:
     """Train an agent's pretrained artifacts into the cache, logging every meta-episode."""
-    _choice(profile, PROFILES, "profile")
     cfg = load_config(game, profile, config, list(overrides or []))
     needs = [a.name for a in registry.agents(cfg.game) if a.needs_pretraining]
     _choice(agent, tuple(needs), f"agent to pretrain for {cfg.game}")

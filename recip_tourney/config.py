@@ -22,6 +22,7 @@ from recip_tourney import registry
 from recip_tourney.errors import UserError
 from recip_tourney.tournament.schedule import Player, stable_hash
 
+#: Profiles every game ships; a game may ship more (``configs/<game>.<profile>.yaml``).
 PROFILES = ("paper", "ci")
 
 
@@ -34,6 +35,9 @@ class TournamentFile(BaseModel):
     seed: int = Field(0, ge=0, description="master seed")
     seeds: int = Field(5, gt=0, description="repetitions of every ordered pairing")
     roster: list[str] = Field(min_length=1)
+    pairings: list[tuple[str, str]] | None = Field(
+        None, description="only these ordered pairings [agent, opponent] of roster agents; "
+        "default: every ordered pairing")
     settings: dict[str, Any] = {}
     agents: dict[str, dict[str, Any]] = {}
 
@@ -48,6 +52,7 @@ class Config:
     roster: tuple[Player, ...]
     settings: BaseModel
     agent_params: dict[str, dict[str, Any]]
+    pairings: tuple[tuple[str, str], ...] | None = None
 
     @property
     def settings_hash(self) -> str:
@@ -63,6 +68,7 @@ class Config:
             "roster": [p.name for p in self.roster],
             "settings": self.settings.model_dump(),
             "agents": self.agent_params,
+            **({"pairings": [list(p) for p in self.pairings]} if self.pairings else {}),
         }
 
 
@@ -119,10 +125,23 @@ def apply_override(data: dict[str, Any], assignment: str) -> dict[str, Any]:
     return merge(data, nested)
 
 
+def profiles(game: str) -> tuple[str, ...]:
+    """The profiles ``game`` ships: ``paper``, ``ci`` and any other overlay file."""
+    stem = registry.game(game).config.removesuffix(".yaml")
+    folder = resources.files("recip_tourney") / "configs"
+    extra = sorted(
+        f.name[len(stem) + 1 : -len(".yaml")] for f in folder.iterdir()
+        if f.name.startswith(f"{stem}.") and f.name.endswith(".yaml")
+    )
+    return PROFILES + tuple(p for p in extra if p and p not in PROFILES)
+
+
 def shipped_config(game: str, profile: str = "paper") -> dict[str, Any]:
     """The shipped config of ``game``, with the ``profile`` overlay applied."""
-    if profile not in PROFILES:
-        raise UserError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    valid = profiles(game)
+    if profile not in valid:
+        raise UserError(f"unknown profile {profile!r} for game {game}; "
+                        f"valid profiles: {', '.join(valid)}")
     info = registry.game(game)
     folder = resources.files("recip_tourney") / "configs"
     data = parse_yaml((folder / info.config).read_text(encoding="utf-8"), info.config)
@@ -170,7 +189,19 @@ def resolve(data: dict[str, Any]) -> Config:
         if name in (p.name for p in roster):
             raise UserError(f"agent {name!r} appears twice in the roster")
         roster.append(Player(name, params[name]))
-    return Config(top.game, top.seed, top.seeds, tuple(roster), settings, params)
+    pairings = None
+    if top.pairings is not None:
+        names = [p.name for p in roster]
+        for pair in top.pairings:
+            for name in pair:
+                if name not in names:
+                    raise UserError(f"pairing {list(pair)} names {name!r}, which is not in the "
+                                    f"roster; roster: {', '.join(names)}")
+        pairings = tuple(dict.fromkeys(tuple(p) for p in top.pairings))
+        if not pairings:
+            raise UserError("config key pairings is empty; list [agent, opponent] pairs or "
+                            "leave it out for every ordered pairing")
+    return Config(top.game, top.seed, top.seeds, tuple(roster), settings, params, pairings)
 
 
 def load_config(

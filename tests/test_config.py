@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from recip_tourney import registry
-from recip_tourney.config import Config, load_config, load_yaml, parse_yaml
+from recip_tourney.config import Config, load_config, load_yaml, parse_yaml, profiles
 from recip_tourney.errors import UserError
+from recip_tourney.tournament.runner import schedule
 
 GAME = "ipd-analytic"
 PAPER_ROSTER = ["nl", "lola", "mmaml", "mfos", "reciprocator"]
@@ -71,6 +72,37 @@ def test_ci_profile_changes_only_its_keys() -> None:
 def test_unknown_profile_is_refused() -> None:
     message = user_error(profile="huge")
     assert "huge" in message and "paper" in message and "ci" in message
+
+
+def test_a_game_may_ship_its_own_profiles() -> None:
+    assert profiles("coins") == ("paper", "ci", "figures")
+    assert profiles("ipd-analytic") == ("paper", "ci")
+    message = user_error(profile="figures")  # ipd-analytic has none
+    assert "figures" in message and "valid profiles: paper, ci" in message
+
+
+def test_pairings_restrict_the_schedule_to_the_listed_ordered_pairs() -> None:
+    cfg = load_config("coins", "figures")
+    pairs = [(s.agent.name, s.opponent.name) for s in schedule(cfg)]
+    assert pairs == [("nl", "nl"), ("reciprocator", "nl"), ("reciprocator", "reciprocator"),
+                     ("mfos", "nl"), ("mfos", "mfos")]
+    full = {(s.agent.name, s.opponent.name): s for s in schedule(
+        load_config("coins", "figures", None, ["pairings=null"]))}
+    assert len(full) == 9
+    for spec in schedule(cfg):  # the same matches (seeds, ids) as in the full round robin
+        assert spec == full[(spec.agent.name, spec.opponent.name)]
+    assert cfg.to_dict()["pairings"][0] == ["nl", "nl"]
+    assert "pairings" not in load_config("coins").to_dict()
+
+
+@pytest.mark.parametrize(("pairings", "expected"), [
+    ("[[nl, greedy]]", "pairing ['nl', 'greedy'] names 'greedy', which is not in the roster"),
+    ("[]", "config key pairings is empty"),
+    ("[[nl]]", "missing config key pairings.0.1"),
+])
+def test_bad_pairings_are_refused(pairings: str, expected: str) -> None:
+    with pytest.raises(UserError, match=re.escape(expected)):
+        load_config("coins", "figures", None, [f"pairings={pairings}"])
 
 
 def test_resolution_order_paper_then_profile_then_file_then_set(tmp_path: Path) -> None:
@@ -209,7 +241,7 @@ def test_empty_roster_is_refused() -> None:
 @pytest.mark.parametrize(
     ("override", "key", "valid"),
     [
-        ("rounds=3", "rounds", ["game", "seed", "seeds", "roster", "settings", "agents"]),
+        ("rounds=3", "rounds", ["game", "seed", "seeds", "roster", "pairings", "settings", "agents"]),
         ("settings.batchsize=3", "settings.batchsize", SETTINGS_KEYS),
         ("agents.nl.learning_rate=3", "agents.nl.learning_rate", ["lr"]),
         ("agents.lola.lr_=3", "agents.lola.lr_", ["lr", "lookahead"]),

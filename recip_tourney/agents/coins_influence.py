@@ -44,12 +44,17 @@ project reproduces the paper):
 from __future__ import annotations
 
 from collections import deque
-from typing import Literal
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch.nn import functional
 
 from recip_tourney.agents.influence_critic import affine, expected_values
+
+if TYPE_CHECKING:
+    from recip_tourney.tournament.match import SidePool
 from recip_tourney.agents.influence_features import (
     CELLS,
     CHANNELS,
@@ -81,6 +86,10 @@ from recip_tourney.agents.returns import discounted_returns
 __all__ = ["MODELS", "CoinsVoI", "TimeFeature", "fit_due"]
 
 TimeFeature = Literal["faithful", "consistent"]
+
+
+def _in_order(tasks: list[Callable[[], Any]]) -> list[Any]:
+    return [task() for task in tasks]
 
 
 class CoinsVoI(InfluenceModels):
@@ -226,15 +235,18 @@ class CoinsVoI(InfluenceModels):
     draw_subsamples = staticmethod(draw_subsamples)
     draw_epoch = staticmethod(draw_epoch)
 
-    def fit(self) -> None:
+    def fit(self, pool: SidePool | None = None) -> None:
         """Fit all seven models on the buffer (spec 5.3.4), every seed, side by side.
 
         For each seed: a fresh subsample for each model (:meth:`draw_subsamples`), then
         ``epochs`` epochs (:meth:`draw_epoch`); step ``j`` of an epoch trains every model and
         seed on its ``j``-th minibatch, then one Adam step updates all of them. A model
         whose minibatches are used up (a smaller dataset) sits the remaining steps out
-        (:mod:`recip_tourney.agents.influence_schedule`).
+        (:mod:`recip_tourney.agents.influence_schedule`). With a ``pool`` of several threads
+        the transition models, the reward models and the value model of a step compute their
+        gradients side by side (the same numbers).
         """
+        run = pool.run if pool is not None else _in_order
         tables = self._tables()
         sizes = subsample_sizes(self.samples, tables.rows, tables.transitions)
         plan = StepPlan.build(sizes, self.minibatch, self.dtype)
@@ -244,12 +256,13 @@ class CoinsVoI(InfluenceModels):
             index = epoch_index(self.generators, subsamples, tables.rows, plan.steps,
                                 self.minibatch)
             for j in range(plan.steps):
-                self._step(tables, index[j], plan.weights[j], plan.active[j])
+                self._step(tables, index[j], plan.weights[j], plan.active[j], run)
         self._scratch.clear()
         self.fits += 1
 
     def _step(self, tables: SampleTables, index: torch.Tensor, weights: torch.Tensor,
-              active: list[bool]) -> None:
+              active: list[bool], run: Callable[[list[Callable[[], None]]], list[None]]
+              ) -> None:
         """One minibatch of every model and seed, then one Adam step.
 
         ``index`` (7, S, mb): table rows; ``weights`` (7, mb): 1 / minibatch rows, or 0.
@@ -264,9 +277,12 @@ class CoinsVoI(InfluenceModels):
             x[3:, ..., TAU] -= 1.0
         r_target = tables.rewards.index_select(0, index[1:4].reshape(-1))
         p_target = tables.next_labels.index_select(0, index[4:].reshape(-1))
-        self._mlp_step(x.view(6 * seeds, mb, COLUMNS), r_target.view(3 * seeds, mb, PLAYERS),
-                       p_target.view(3 * seeds, mb, CHANNELS), weights[1:])
-        self._value_step(tables, index[0], weights[0])
+        mlp = partial(self._mlp_step, x.view(6 * seeds, mb, COLUMNS),
+                      r_target.view(3 * seeds, mb, PLAYERS), p_target.view(3 * seeds, mb, CHANNELS),
+                      weights[1:])
+        # the heaviest first: it runs in this thread while the pool takes the other two
+        run([partial(mlp, group=1), partial(mlp, group=0),
+             partial(self._value_step, tables, index[0], weights[0])])
         self._adam(active)
 
     # ------------------------------------------------------------------ queries

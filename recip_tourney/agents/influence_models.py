@@ -269,48 +269,52 @@ class InfluenceModels:
                 self.view("p.b3").view(n3, STATE_FEATURES, 1))
 
     def _mlp_step(self, x: torch.Tensor, r_target: torch.Tensor, p_target: torch.Tensor,
-                  weights: torch.Tensor) -> None:
-        """Forward and backward of the six MLPs on a minibatch each; gradients into
-        :attr:`grad`.
+                  weights: torch.Tensor, group: int) -> None:
+        """Forward and backward of three of the six MLPs on a minibatch each; gradients into
+        :attr:`grad`. ``group`` 0: the reward models, 1: the transition models (disjoint
+        blocks of every tensor, so the two groups may run side by side).
 
         ``x`` (6 S, mb, 40) masked inputs (and 1); targets (3 S, mb, 2) and (3 S, mb, 4) long;
         ``weights`` (6, mb).
         """
         n6, mb = x.shape[:2]
         n3, h, grad = n6 // 2, self.hidden, self.grad
+        rows = slice(group * n3, (group + 1) * n3)
         w1, w2, b2, w3r, b3r, w3p, b3p = self._mlp_layers()
-        size = (n6, h, mb)
-        h1 = torch.bmm(w1, x.transpose(1, 2), out=self._buffer("h1", size)).relu_()
-        h2 = torch.bmm(w2, h1, out=self._buffer("h2", size)).add_(b2).relu_()
-        h2r, h2p = h2[:n3], h2[n3:]
-        # MSE over the mb x 2 entries: d/d out = 2 (out - r) / (2 mb)
-        d_r = affine(w3r, b3r, h2r).sub_(r_target.transpose(1, 2))
-        d_r = d_r.view(3, -1, PLAYERS, mb).mul_(weights[:3].view(3, 1, 1, mb)).view(n3, -1, mb)
-        # NLL over the mb x 4 (row, head) pairs: d/d logits = (softmax - onehot) / (4 mb)
-        d_p = affine(w3p, b3p, h2p).view(n3, CHANNELS, CELLS, mb).softmax(2)
-        d_p.scatter_add_(2, p_target.transpose(1, 2).unsqueeze(2),
-                         torch.full((n3, CHANNELS, 1, mb), -1.0, dtype=d_p.dtype))
-        d_p = d_p.view(3, -1, STATE_FEATURES, mb).mul_(weights[3:].view(3, 1, 1, mb) * 0.25)
-        d_p = d_p.view(n3, STATE_FEATURES, mb)
-
-        torch.bmm(d_r, h2r.transpose(1, 2), out=self.view("r.w3", grad).view(n3, PLAYERS, h))
-        torch.sum(d_r, 2, out=self.view("r.b3", grad).view(n3, PLAYERS))
-        torch.bmm(d_p, h2p.transpose(1, 2),
-                  out=self.view("p.w3", grad).view(n3, STATE_FEATURES, h))
-        torch.sum(d_p, 2, out=self.view("p.b3", grad).view(n3, STATE_FEATURES))
-        d_h2 = self._buffer("d_h2", size)
-        # R's 2-row product as two outer products (a K = 2 matrix product is slow)
-        w3r_t = w3r.transpose(1, 2)
-        torch.mul(w3r_t[..., :1], d_r[:, :1], out=d_h2[:n3]).addcmul_(w3r_t[..., 1:], d_r[:, 1:])
-        torch.bmm(w3p.transpose(1, 2), d_p, out=d_h2[n3:])
+        w1, w2, b2, x = w1[rows], w2[rows], b2[rows], x[rows]
+        size = (n3, h, mb)
+        h1 = torch.bmm(w1, x.transpose(1, 2), out=self._buffer(f"h1.{group}", size)).relu_()
+        h2 = torch.bmm(w2, h1, out=self._buffer(f"h2.{group}", size)).add_(b2).relu_()
+        d_h2 = self._buffer(f"d_h2.{group}", size)
+        if group == 0:
+            # MSE over the mb x 2 entries: d/d out = 2 (out - r) / (2 mb)
+            d_r = affine(w3r, b3r, h2).sub_(r_target.transpose(1, 2))
+            d_r = d_r.view(3, -1, PLAYERS, mb).mul_(weights[:3].view(3, 1, 1, mb))
+            d_r = d_r.view(n3, -1, mb)
+            torch.bmm(d_r, h2.transpose(1, 2), out=self.view("r.w3", grad).view(n3, PLAYERS, h))
+            torch.sum(d_r, 2, out=self.view("r.b3", grad).view(n3, PLAYERS))
+            # R's 2-row product as two outer products (a K = 2 matrix product is slow)
+            w3r_t = w3r.transpose(1, 2)
+            torch.mul(w3r_t[..., :1], d_r[:, :1], out=d_h2).addcmul_(w3r_t[..., 1:], d_r[:, 1:])
+        else:
+            # NLL over the mb x 4 (row, head) pairs: d/d logits = (softmax - onehot) / (4 mb)
+            d_p = affine(w3p, b3p, h2).view(n3, CHANNELS, CELLS, mb).softmax(2)
+            d_p.scatter_add_(2, p_target.transpose(1, 2).unsqueeze(2),
+                             torch.full((n3, CHANNELS, 1, mb), -1.0, dtype=d_p.dtype))
+            d_p = d_p.view(3, -1, STATE_FEATURES, mb).mul_(weights[3:].view(3, 1, 1, mb) * 0.25)
+            d_p = d_p.view(n3, STATE_FEATURES, mb)
+            torch.bmm(d_p, h2.transpose(1, 2),
+                      out=self.view("p.w3", grad).view(n3, STATE_FEATURES, h))
+            torch.sum(d_p, 2, out=self.view("p.b3", grad).view(n3, STATE_FEATURES))
+            torch.bmm(w3p.transpose(1, 2), d_p, out=d_h2)
         d_h2 = relu_grad(d_h2, h2)
-        torch.bmm(d_h2, h1.transpose(1, 2), out=self.view("mlp.w2", grad).view(n6, h, h))
-        torch.sum(d_h2, 2, out=self.view("mlp.b2", grad).view(n6, h))
-        d_h1 = torch.bmm(w2.transpose(1, 2), d_h2, out=self._buffer("d_h1", size))
+        torch.bmm(d_h2, h1.transpose(1, 2), out=self.view("mlp.w2", grad).view(n6, h, h)[rows])
+        torch.sum(d_h2, 2, out=self.view("mlp.b2", grad).view(n6, h)[rows])
+        d_h1 = torch.bmm(w2.transpose(1, 2), d_h2, out=self._buffer(f"d_h1.{group}", size))
         d_h1 = relu_grad(d_h1, h1)
         # (x^T d_h1^T)^T: the faster orientation of this product
-        d_w1 = torch.bmm(x.transpose(1, 2), d_h1.transpose(1, 2))  # (6 S, 40, H)
-        self.view("mlp.w1", grad).view(n6, h, COLUMNS).copy_(d_w1.transpose(1, 2))
+        d_w1 = torch.bmm(x.transpose(1, 2), d_h1.transpose(1, 2))  # (3 S, 40, H)
+        self.view("mlp.w1", grad).view(n6, h, COLUMNS)[rows].copy_(d_w1.transpose(1, 2))
 
     def _mlp_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The six MLPs on the same rows ``x`` (S, n, 39) (unmasked).

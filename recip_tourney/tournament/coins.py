@@ -14,6 +14,7 @@ own-coin share and the coins collected per episode over the same episodes.
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -29,7 +30,7 @@ from recip_tourney.agents.coins_agent import (
 from recip_tourney.agents.coins_influence import CoinsVoI
 from recip_tourney.envs import coins as env
 from recip_tourney.registry import register_game
-from recip_tourney.tournament.match import release_free_memory
+from recip_tourney.tournament.match import SidePool, release_free_memory
 from recip_tourney.tournament.records import match_record
 from recip_tourney.tournament.schedule import MatchSpec
 
@@ -105,10 +106,16 @@ def _uniform(generators: list[torch.Generator], shape: tuple[int, ...], dtype) -
 
 
 class CoinsMatch:
-    """Two Coins agents and, when one needs it, the shared influence estimator."""
+    """Two Coins agents and, when one needs it, the shared influence estimator.
 
-    def __init__(self, spec: MatchSpec, settings: CoinsSettings):
+    With a :class:`~recip_tourney.tournament.match.SidePool` of several threads, the two
+    agents' end-of-episode updates and the estimator's model groups run side by side; every
+    number is the same as with one thread.
+    """
+
+    def __init__(self, spec: MatchSpec, settings: CoinsSettings, pool: SidePool | None = None):
         self.s = settings
+        self.pool = pool or SidePool(1)
         self.device = resolve_device(settings.device)
         self.dtype = getattr(torch, settings.dtype)
         self.generators = [torch.Generator().manual_seed(slot.seed) for slot in spec.seeds]
@@ -171,14 +178,17 @@ class CoinsMatch:
             joint = actions.movedim(1, -1), rewards.movedim(1, -1)  # (T, S, B, n)
             self.estimator.store(labels[:-1], *joint)
             if self.estimator.due(self.episode):
-                self.estimator.fit()
+                self.estimator.fit(self.pool)
             learning = self.episode > s.init_episodes
             if learning:
                 influence = self.estimator.influence(labels[:-1], joint[0])
-        for k, (prefix, player) in enumerate(zip(("agent", "opponent"), self.players,
-                                                 strict=True)):
-            view = CoinsEpisode(obs_log[:, k], actions, rewards, k, influence, learning)
-            for key, value in player.end_episode(view).items():
+        tasks = [
+            partial(player.end_episode,
+                    CoinsEpisode(obs_log[:, k], actions, rewards, k, influence, learning))
+            for k, player in enumerate(self.players)
+        ]
+        for prefix, logs in zip(("agent", "opponent"), self.pool.run(tasks), strict=True):
+            for key, value in logs.items():
                 stats[f"{prefix}.{key}"] = value
         return stats
 
@@ -220,13 +230,17 @@ def _share(own: torch.Tensor, total: torch.Tensor) -> float | None:
 def play_coins(spec: MatchSpec) -> list[dict[str, Any]]:
     """Play every seed of ``spec`` as one batch; return one match record per seed."""
     s = CoinsSettings(**spec.settings)
-    match = CoinsMatch(spec, s)
-    curves: dict[str, list[torch.Tensor]] = defaultdict(list)
-    for episode in range(s.episodes):
-        if episode % TRIM_EVERY == 0:
-            release_free_memory()
-        for key, value in match.play_episode().items():
-            curves[key].append(value.detach().double().cpu())
+    pool = SidePool(spec.threads)
+    try:
+        match = CoinsMatch(spec, s, pool)
+        curves: dict[str, list[torch.Tensor]] = defaultdict(list)
+        for episode in range(s.episodes):
+            if episode % TRIM_EVERY == 0:
+                release_free_memory()
+            for key, value in match.play_episode().items():
+                curves[key].append(value.detach().double().cpu())
+    finally:
+        pool.close()
     stacked = {key: torch.stack(values, dim=1) for key, values in curves.items()}  # (S, E)
     last = slice(max(0, s.episodes - s.table_last), s.episodes)
     records = []

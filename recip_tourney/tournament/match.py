@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,6 +36,49 @@ def release_free_memory() -> None:
     """
     if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
         _LIBC.malloc_trim(0)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+def _thread_numerics() -> None:
+    # The thread count and flush-to-zero are per thread (OpenMP's and the FPU's state):
+    # a pool thread must set them itself to compute what the match's own thread would.
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+
+
+class SidePool:
+    """Run a few independent, single-threaded computations of a match side by side.
+
+    Each task runs exactly as it would alone (one torch thread, flush-to-zero), so results
+    do not depend on ``threads``; with ``threads`` 1 the tasks simply run in order. Torch
+    releases the GIL inside its kernels, so Python threads are enough.
+    """
+
+    def __init__(self, threads: int = 1):
+        self.threads = threads
+        self._pool = (ThreadPoolExecutor(threads - 1, initializer=_thread_numerics)
+                      if threads > 1 else None)
+
+    def run(self, tasks: Sequence[Callable[[], Any]]) -> list[Any]:
+        """Call every task; return their results in order (the first runs in this thread)."""
+        if self._pool is None or len(tasks) < 2:
+            return [task() for task in tasks]
+        futures = [self._pool.submit(task) for task in tasks[1:]]
+        first = tasks[0]()
+        return [first, *(f.result() for f in futures)]
+
+    def close(self) -> None:
+        """Stop the pool's threads."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from recip_tourney.config import Config
 from recip_tourney.pretrain.artifacts import ArtifactSpec, ensure
 from recip_tourney.pretrain.cache import ArtifactCache
 from recip_tourney.progress import progress_bar
-from recip_tourney.tournament.match import play_match
+from recip_tourney.tournament.match import play_match, usable_cores
 from recip_tourney.tournament.schedule import MatchSpec, round_robin
 from recip_tourney.tournament.store import RUN_SCHEMA, ResultsDir
 
@@ -54,8 +54,8 @@ def versions() -> dict[str, str]:
 
 
 def schedule(config: Config) -> list[MatchSpec]:
-    """The tournament's work units, one per ordered pairing."""
-    return round_robin(
+    """The tournament's work units, one per ordered pairing (or per listed pairing)."""
+    specs = round_robin(
         config.game,
         config.settings.model_dump(),
         config.settings_hash,
@@ -63,6 +63,9 @@ def schedule(config: Config) -> list[MatchSpec]:
         list(config.roster),
         config.seeds,
     )
+    if config.pairings is None:
+        return specs
+    return [s for s in specs if (s.agent.name, s.opponent.name) in config.pairings]
 
 
 def pairing_artifacts(config: Config, spec: MatchSpec) -> dict[str, list[ArtifactSpec]]:
@@ -186,7 +189,10 @@ def run_tournament(
     with progress_bar(console, show=progress, unit="matches") as bar:
         task = bar.add_task(config.game, total=total, completed=report.skipped)
         if pending:
-            parallel = Parallel(n_jobs=min(jobs, len(pending)), return_as="generator_unordered")
+            workers = min(jobs, len(pending))
+            threads = max(1, usable_cores() // workers)
+            pending = [replace(unit, threads=threads) for unit in pending]
+            parallel = Parallel(n_jobs=workers, return_as="generator_unordered")
             for records in parallel(delayed(play_match)(unit) for unit in pending):
                 for record in records:
                     store.write_match(record)

@@ -59,6 +59,9 @@ class MatchSpec:
     #: Pretrained artifacts by role (``agent``/``opponent``), in the order the agent
     #: names them: plain tensors that travel with the unit, so workers need no cache.
     artifacts: dict[str, list[dict[str, Any]]] = field(default_factory=dict, compare=False)
+    #: Cores the worker may use for the match's independent computations (a Coins match's
+    #: two learners' updates, the estimator's model groups); the numbers do not depend on it.
+    threads: int = field(default=1, compare=False)
 
     def without(self, finished: set[str]) -> MatchSpec | None:
         """The same unit minus finished match ids; None when nothing is left."""
