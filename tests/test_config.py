@@ -241,7 +241,8 @@ def test_empty_roster_is_refused() -> None:
 @pytest.mark.parametrize(
     ("override", "key", "valid"),
     [
-        ("rounds=3", "rounds", ["game", "seed", "seeds", "roster", "pairings", "settings", "agents"]),
+        ("rounds=3", "rounds",
+         ["game", "seed", "seeds", "roster", "pairings", "settings", "agents"]),
         ("settings.batchsize=3", "settings.batchsize", SETTINGS_KEYS),
         ("agents.nl.learning_rate=3", "agents.nl.learning_rate", ["lr"]),
         ("agents.lola.lr_=3", "agents.lola.lr_", ["lr", "lookahead"]),

@@ -13,13 +13,8 @@ Both draw one colour per pairing (the reference code's: Reciprocator blue, M-FOS
 orange) and skip pairings the results lack, naming them in the title; a figure none of whose
 pairings is present is a UserError listing the pairings that are.
 
-Per seed and episode: ``reward`` is the episode return (sum over the steps, mean over the
-games), ``own_coins`` / ``other_coins`` / ``coins`` the coins collected per game. A share is
-``own / total`` with NaN (no value) where no coin was collected. With ``smooth = N > 1`` each
-seed's series is first replaced by its trailing moving average over ``N`` episodes (the mean
-of the finite values of episodes ``i - N + 1 .. i``, fewer at the start); means, SEMs
-(``std(ddof=1) / sqrt(n)``) and seed counts are then taken over the finite values of each
-episode. The reference code's band is ``std / n`` (a bug); this is the usual SEM.
+Each line is the mean over seeds, with a ±SEM band, of a per-seed series (smoothed first when
+``smooth > 1``); :mod:`recip_tourney.plots.coins_series` defines and computes these series.
 
 When is it drawn (:func:`coins_curves`)? ``plot --kind figure3|figure4`` on any results;
 ``plot --kind curves`` without ``--pairs`` on results of a game in ``COINS_GAMES``: both
@@ -30,11 +25,10 @@ figure when neither has one), ``--pairs`` the generic per-pairing curves
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, FigureBase
@@ -42,23 +36,27 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from recip_tourney.errors import UserError
-from recip_tourney.plots.curves import curves_figure, mean_sem
+from recip_tourney.plots.coins_series import (
+    Pair,
+    SeriesFn,
+    check_smooth,
+    nl_coins,
+    nl_share,
+    pair_series,
+    pair_share,
+    total_reward,
+)
+from recip_tourney.plots.coins_series import moving_average as moving_average
+from recip_tourney.plots.coins_series import share as share
+from recip_tourney.plots.curves import curves_figure
 from recip_tourney.tables.results import ResultSet
-
-Pair = tuple[str, str]
-#: Per-seed series of one plotted quantity, from a match record's ``curves``.
-SeriesFn = Callable[[Mapping[str, Any]], np.ndarray]
 
 #: Games whose ``--kind curves`` figure (without ``--pairs``) is Figures 3 and 4 combined.
 COINS_GAMES = ("coins",)
 #: Figure 3: an NL (the column player) against a Reciprocator, an M-FOS and another NL.
 FIGURE3_PAIRS: tuple[Pair, ...] = (("reciprocator", "nl"), ("mfos", "nl"), ("nl", "nl"))
 #: Figure 4: self-play of the Reciprocator, M-FOS and NL.
-FIGURE4_PAIRS: tuple[Pair, ...] = (
-    ("reciprocator", "reciprocator"),
-    ("mfos", "mfos"),
-    ("nl", "nl"),
-)
+FIGURE4_PAIRS: tuple[Pair, ...] = (("reciprocator", "reciprocator"), ("mfos", "mfos"), ("nl", "nl"))
 #: ``plot --kind`` values drawn by :func:`coins_curves` on any results.
 COINS_KINDS = ("figure3", "figure4")
 #: Curves of the generic figure of coins results (``plot --kind curves --pairs ...``).
@@ -74,107 +72,6 @@ COIN_PARTS = {
 #: One curve point is one training episode (one PPO update; M-FOS: its inner episode).
 XLABEL = "episode"
 SHARE_LIMITS = (-0.03, 1.03)
-
-
-# ------------------------------------------------------------------------------ series
-def curve(curves: Mapping[str, Any], key: str) -> np.ndarray:
-    """Curve ``key`` of one record as floats (``None`` -> NaN); KeyError when not recorded."""
-    values = curves.get(key)
-    if not values:
-        raise KeyError(key)
-    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
-
-
-def _aligned(*arrays: np.ndarray) -> list[np.ndarray]:
-    """The arrays cut to the shortest one (a match stopped early logs shorter curves)."""
-    n = min(len(a) for a in arrays)
-    return [a[:n] for a in arrays]
-
-
-def share(own: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """``own / total`` per episode; NaN where ``total`` is 0 (no coin collected) or NaN."""
-    own, total = _aligned(np.asarray(own, dtype=float), np.asarray(total, dtype=float))
-    out = np.full(total.shape, np.nan)
-    np.divide(own, total, out=out, where=total > 0)
-    return out
-
-
-def moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing moving average over ``window`` episodes, NaN-aware.
-
-    Returns
-    -------
-    ndarray
-        At episode ``i`` the mean of the finite values of episodes ``max(0, i - window + 1)``
-        to ``i``; NaN where all of them are NaN. ``window = 1`` returns ``values`` unchanged.
-    """
-    if window == 1:
-        return values
-    return pd.Series(values, dtype=float).rolling(window, min_periods=1).mean().to_numpy()
-
-
-def check_smooth(smooth: int) -> int:
-    """``smooth`` as a positive int; UserError otherwise."""
-    if isinstance(smooth, bool) or not isinstance(smooth, int | np.integer) or smooth < 1:
-        raise UserError(f"smoothing window must be a positive integer, got {smooth!r}")
-    return int(smooth)
-
-
-def pair_series(
-    rs: ResultSet, pair: Pair, values: SeriesFn, smooth: int = 1
-) -> tuple[pd.DataFrame, int] | None:
-    """Per episode, mean and SEM over the seeds of ``pair`` of a per-seed quantity.
-
-    Parameters
-    ----------
-    rs : ResultSet
-    pair : (agent, opponent)
-    values : callable
-        The quantity's series of one seed from its record's ``curves`` (KeyError: the seed
-        lacks a curve it needs and is left out).
-    smooth : int
-        Moving-average window applied to each seed's series first (:func:`moving_average`).
-
-    Returns
-    -------
-    (DataFrame, int) or None
-        :func:`~recip_tourney.plots.curves.mean_sem` of the seeds' series, and the number of
-        seeds; None when no seed of the pairing has the curves.
-    """
-    rows: list[tuple[int, float]] = []
-    seeds = 0
-    for record in rs.records:
-        if (record["agent"], record["opponent"]) != pair:
-            continue
-        try:
-            series = values(record["curves"])
-        except KeyError:
-            continue
-        seeds += 1
-        rows.extend(enumerate(moving_average(series, smooth).tolist()))
-    if not rows:
-        return None
-    return mean_sem(pd.DataFrame(rows, columns=["update", "value"])), seeds
-
-
-def _nl_share(c: Mapping[str, Any]) -> np.ndarray:
-    return share(curve(c, "opponent_own_coins"), curve(c, "opponent_coins"))
-
-
-def _nl_coins(key: str) -> SeriesFn:
-    return lambda c: curve(c, key)
-
-
-def _total_reward(c: Mapping[str, Any]) -> np.ndarray:
-    reward, other = _aligned(curve(c, "reward"), curve(c, "opponent_reward"))
-    return reward + other
-
-
-def _pair_share(c: Mapping[str, Any]) -> np.ndarray:
-    own, other_own = _aligned(curve(c, "own_coins"), curve(c, "opponent_own_coins"))
-    total, other_total = _aligned(curve(c, "coins"), curve(c, "opponent_coins"))
-    own, total = _aligned(own + other_own, total + other_total)
-    return share(own, total)
 
 
 # ------------------------------------------------------------------------------ drawing
@@ -215,14 +112,14 @@ FIGURE3 = _Spec(
         _Panel(
             "NL's share of own coins",
             "own coins / all coins the NL collects",
-            lambda p: [_Line(f"own_share:{p[0]}", _nl_share)],
+            lambda p: [_Line(f"own_share:{p[0]}", nl_share)],
             share=True,
         ),
         _Panel(
             "coins the NL collects per game",
             "the NL's coins: own (solid), other's (dashed), all (dotted)",
             lambda p: [
-                _Line(f"coins:{p[0]}:{part}", _nl_coins(key), ls)
+                _Line(f"coins:{p[0]}:{part}", nl_coins(key), ls)
                 for part, (key, ls, _) in COIN_PARTS.items()
             ],
         ),
@@ -238,12 +135,12 @@ FIGURE4 = _Spec(
         _Panel(
             "total extrinsic reward per episode",
             "reward of both players (episode return)",
-            lambda p: [_Line(f"total_reward:{p[0]}", _total_reward)],
+            lambda p: [_Line(f"total_reward:{p[0]}", total_reward)],
         ),
         _Panel(
             "share of own coins (both players)",
             "own coins / all coins collected by the pair",
-            lambda p: [_Line(f"own_share:{p[0]}", _pair_share)],
+            lambda p: [_Line(f"own_share:{p[0]}", pair_share)],
             share=True,
         ),
     ),
@@ -357,7 +254,7 @@ def figure3_figure(rs: ResultSet, smooth: int = 1) -> Figure:
         ``opponent_coins``).
     smooth : int
         Moving-average window over episodes, applied to each seed before the mean and SEM
-        (:func:`moving_average`); named in the title when > 1.
+        (:func:`~recip_tourney.plots.coins_series.moving_average`); named in the title when > 1.
 
     Returns
     -------
@@ -387,7 +284,7 @@ def figure4_figure(rs: ResultSet, smooth: int = 1) -> Figure:
         Coin Game results; the pairings ``FIGURE4_PAIRS`` are used.
     smooth : int
         Moving-average window over episodes, applied to each seed before the mean and SEM
-        (:func:`moving_average`); named in the title when > 1.
+        (:func:`~recip_tourney.plots.coins_series.moving_average`); named in the title when > 1.
 
     Returns
     -------
@@ -477,7 +374,7 @@ def coins_curves(
     pairs : sequence of (agent, opponent), optional
         ``curves`` only.
     smooth : int
-        Moving-average window over episodes (see the module docstring); 1: none.
+        Moving-average window over episodes (see :mod:`~recip_tourney.plots.coins_series`).
 
     Returns
     -------

@@ -238,7 +238,7 @@ def curves_or_figure2(
         none (their pairings are fixed).
     smooth : int
         Moving-average window over episodes of the coins figures
-        (:mod:`recip_tourney.plots.coins_figures`); other figures accept only 1.
+        (:mod:`recip_tourney.plots.coins_series`); other figures accept only 1.
 
     Returns
     -------
