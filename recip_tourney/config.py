@@ -163,6 +163,8 @@ def _validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
             raise UserError(f"unknown config key {key}; valid keys: {valid}") from None
         if err["type"] == "missing":
             raise UserError(f"missing config key {key}") from None
+        if isinstance(err.get("input"), dict):  # a check across keys: its message names them
+            raise UserError(f"bad config: {err['msg'].removeprefix('Value error, ')}") from None
         raise UserError(f"bad config value {key}={err.get('input')!r}: {err['msg']}") from None
 
 

@@ -50,6 +50,18 @@ def test_rerun_reuses_everything(results):
     assert "9 of 9" in again.output
 
 
+def test_a_larger_torus_plays_the_reciprocator_with_the_future_value_estimator(tmp_path):
+    """Off 3 x 3 the match estimates influence as the reference trainer does there
+    (ValueOfInfluence, spec 5.3.2), and the Reciprocator's logs are filled."""
+    out = tmp_path / "g4"
+    ok("run", "--game", "coins", "--profile", "ci", "--agents", "reciprocator,nl", "--out", out,
+       "--quiet", "--set", "seeds=1", "--set", "settings.grid=4")
+    records = [json.loads(f.read_text()) for f in (out / "matches").glob("*.json")]
+    record = next(r for r in records if (r["agent"], r["opponent"]) == ("reciprocator", "nl"))
+    influence = record["curves"]["agent.influence_on_other"]
+    assert all(v == v for v in influence[2:]) and any(v != 0 for v in influence[2:])
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -58,6 +70,8 @@ def test_rerun_reuses_everything(results):
         (["--set", "settings.influence.epochs=0"], "settings.influence.epochs"),
         (["--set", "agents.reciprocator.rr_type=kind"], "rr_type"),
         (["--set", "settings.device=tpu"], "settings.device"),
+        (["--set", "settings.grid=4", "--set", "settings.influence.model=transition"],
+         "transition enumerates the next states of a 3x3 torus, not 4x4"),
     ],
 )
 def test_bad_coins_input_is_one_line(tmp_path, args, needle):

@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recip_tourney.agents.coins_agent import (
     CoinsAgent,
@@ -28,6 +28,7 @@ from recip_tourney.agents.coins_agent import (
     build_coins_agent,
 )
 from recip_tourney.agents.coins_influence import CoinsVoI
+from recip_tourney.agents.coins_influence_q import FutureQInfluence
 from recip_tourney.envs import coins as env
 from recip_tourney.registry import register_game
 from recip_tourney.tournament.match import SidePool, release_free_memory
@@ -35,6 +36,8 @@ from recip_tourney.tournament.records import match_record
 from recip_tourney.tournament.schedule import MatchSpec
 
 PLAYERS = 2
+#: The only torus side the transition estimator (CoinsVoI) handles.
+TRANSITION_GRID = 3
 #: Episodes between returns of freed memory to the system (see ``release_free_memory``).
 TRIM_EVERY = 10
 
@@ -59,6 +62,16 @@ class InfluenceSettings(BaseModel):
     )
     value_time: bool = Field(
         False, description="a time-aware value model, zero after the last step (spec 8, item 15)"
+    )
+    model: Literal["auto", "transition", "future_q"] = Field(
+        "auto",
+        description="transition: reward, transition and state-value models (CoinsVoI, 3x3 "
+        "only); future_q: reward and future-value models (ValueOfInfluence, any grid); auto: "
+        "transition on a 3x3 torus, else future_q, as the reference trainer chooses",
+    )
+    double_discount: bool = Field(
+        True, description="future_q: discount the already discounted future again (spec 8, "
+        "item 13)"
     )
 
 
@@ -90,6 +103,23 @@ class CoinsSettings(BaseModel):
         "cpu", description="where tensors live; auto = cuda when available"
     )
 
+    @model_validator(mode="after")
+    def _estimator_fits_grid(self) -> CoinsSettings:
+        if self.influence.model == "transition" and self.grid != TRANSITION_GRID:
+            raise ValueError(
+                f"settings.influence.model transition enumerates the next states of a "
+                f"{TRANSITION_GRID}x{TRANSITION_GRID} torus, not {self.grid}x{self.grid}; "
+                "use future_q or auto"
+            )
+        return self
+
+    @property
+    def estimator(self) -> str:
+        """The influence estimator the match builds: ``transition`` or ``future_q``."""
+        if self.influence.model != "auto":
+            return self.influence.model
+        return "transition" if self.grid == TRANSITION_GRID else "future_q"
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
@@ -103,6 +133,21 @@ def resolve_device(name: str) -> torch.device:
 def _uniform(generators: list[torch.Generator], shape: tuple[int, ...], dtype) -> torch.Tensor:
     """Uniform draws of shape ``(S, *shape)``, seed s from its own generator."""
     return torch.stack([torch.rand(shape, generator=g, dtype=dtype) for g in generators])
+
+
+def build_estimator(settings: CoinsSettings, generators: list[torch.Generator],
+                    dtype: torch.dtype) -> CoinsVoI | FutureQInfluence:
+    """The match's shared influence estimator (:attr:`CoinsSettings.estimator`)."""
+    common = settings.influence.model_dump(
+        include={"gamma", "lr", "samples", "minibatch", "epochs", "buffer_episodes", "period",
+                 "hidden"})
+    common.update(init_episodes=settings.init_episodes, dtype=dtype)
+    if settings.estimator == "transition":
+        return CoinsVoI(generators, channels=settings.influence.channels,
+                        time_feature=settings.influence.time_feature,
+                        value_time=settings.influence.value_time, **common)
+    return FutureQInfluence(generators, grid=settings.grid, players=PLAYERS,
+                            double_discount=settings.influence.double_discount, **common)
 
 
 class CoinsMatch:
@@ -130,10 +175,7 @@ class CoinsMatch:
         )  # fmt: skip
         self.estimator = None
         if any(p.uses_influence for p in self.players):
-            self.estimator = CoinsVoI(
-                self.generators, init_episodes=settings.init_episodes, dtype=self.dtype,
-                **settings.influence.model_dump(),
-            )
+            self.estimator = build_estimator(settings, self.generators, self.dtype)
         self.episode = 0
 
     def play_episode(self) -> dict[str, torch.Tensor]:
@@ -219,7 +261,7 @@ def _share(own: torch.Tensor, total: torch.Tensor) -> float | None:
     family="coins",
     config="coins.yaml",
     settings=CoinsSettings,
-    summary="2-player Coin Game on a 3x3 torus: B games x T steps per episode, PPO-GRU",
+    summary="2-player Coin Game on a g x g torus (default 3x3): B games x T steps, PPO-GRU",
     overall="over the last table_last episodes",
     reward="episode return (sum of the T steps' rewards, mean over games)",
     reward_range=(-2.0, 2.0),
