@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from recip_tourney import registry
@@ -25,6 +26,8 @@ from recip_tourney.pretrain.artifacts import ensure
 from recip_tourney.pretrain.cache import ArtifactCache
 from recip_tourney.tables import regression, render
 from recip_tourney.tables.results import ResultSet
+from recip_tourney.tournament.backends import BACKENDS, dask_modules
+from recip_tourney.tournament.plan import plan_summary, plan_table, plan_tournament
 from recip_tourney.tournament.runner import run_tournament
 from recip_tourney.tournament.schedule import Player
 from recip_tourney.tournament.store import atomic_write_text
@@ -36,6 +39,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,  # help texts are plain: "[default: ...]" is text, not markup
 )
 err = Console(stderr=True)
 # Piped output (files, CI logs) gets room for a full payoff matrix instead of 80 columns.
@@ -53,7 +57,9 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except UserError as exc:
-            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            # escaped: a message may hold brackets ("recip-tourney[dask]", "[default: ...]")
+            err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False,
+                      soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -77,7 +83,9 @@ def run(
     agents: Annotated[
         str | None, typer.Option(help="Comma-separated roster; default: the game's full roster.")
     ] = None,
-    seeds: Annotated[int | None, typer.Option(help="Repetitions per pairing [default: 5].")] = None,
+    seeds: Annotated[
+        int | None, typer.Option(help="Repetitions per pairing [default: config].")
+    ] = None,
     episodes: Annotated[
         int | None,
         typer.Option(help="Learning episodes (IPD-Analytic: updates) per match [default: config]."),
@@ -106,12 +114,39 @@ def run(
     cache_dir: Annotated[
         Path | None, typer.Option(help="Pretraining cache [default: ~/.cache/recip-tourney].")
     ] = None,
+    backend: Annotated[
+        str, typer.Option(help="Where matches run: loky (this machine) or dask (a cluster).")
+    ] = "loky",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="dask: scheduler address tcp://HOST:PORT [default: a local cluster]."),
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option(help="Play stored failed matches again (kept by default).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Print the schedule and its estimated cost; play nothing.")
+    ] = False,
+    calibrate: Annotated[
+        int, typer.Option(help="--dry-run: episodes timed per pairing (0: no estimate).")
+    ] = 3,
 ) -> None:
-    """Play every ordered pairing (self-play included) x seeds and print the payoff table."""
+    """Play every ordered pairing (self-play included) x seeds and print the payoff table.
+
+    Exit code 1 when a match failed (it is stored and shown as failed; the others go on),
+    2 on bad input.
+    """
     _positive(seeds, "--seeds")
     _positive(episodes, "--episodes")
     _positive(jobs, "--jobs")
     _choice(stat, render.STATS, "statistic")
+    _choice(backend, BACKENDS, "backend")
+    if scheduler and backend != "dask":
+        raise UserError("--scheduler is the address of a dask scheduler: add --backend dask")
+    if calibrate < 0:
+        raise UserError(f"--calibrate must be 0 or more episodes, got {calibrate}")
+    if backend == "dask":
+        dask_modules()  # fail early, before any work, when the extra is missing
     sets = list(overrides or [])
     if agents is not None:
         names = [a.strip() for a in agents.split(",") if a.strip()]
@@ -125,12 +160,26 @@ def run(
         sets.append(f"settings.{registry.game(cfg.game).length}={episodes}")
         cfg = load_config(game, profile, config, sets)
     target = out_dir or Path("results") / cfg.game
+    workers = jobs or os.cpu_count() or 1
+    if dry_run:
+        plan = plan_tournament(cfg, target, cache=ArtifactCache(cache_dir),
+                               calibration_episodes=calibrate, jobs=workers)
+        if plan.pairings:
+            out.print(plan_table(plan))
+        where = (f"{workers} workers" if backend == "loky" or not scheduler
+                 else f"{workers} workers of the cluster (--jobs)")
+        for line in plan_summary(plan, workers, where):
+            out.print(line, highlight=False)
+        return
     try:
         report = run_tournament(
             cfg,
             target,
-            jobs=jobs or os.cpu_count() or 1,
+            jobs=workers,
+            backend=backend,
+            scheduler=scheduler,
             force=force,
+            retry_failed=retry_failed,
             console=err,
             progress=not quiet,
             cache=ArtifactCache(cache_dir),
@@ -151,6 +200,14 @@ def run(
     )
     rs = ResultSet.from_dir(target)
     out.print(render.rich_payoff_table(rs, stat))
+    if report.failed:
+        err.print(
+            f"[bold red]{len(report.failed)} of {report.total} matches failed[/bold red], listed "
+            "under the table: stored as failed and left out of every mean; `--retry-failed` "
+            "plays them again",
+            highlight=False, soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 @app.command()

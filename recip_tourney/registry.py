@@ -60,6 +60,9 @@ class GameInfo:
         The cooperation table's columns, in order (the keys of a record's ``cooperation``).
     statistics_caption : str
         What those columns measure (the cooperation table's caption).
+    split_seeds : bool
+        Whether a seed's numbers are the same to the last bit whichever seeds share its
+        batch (tested per game): then a cluster may play every seed as its own unit.
     """
 
     name: str
@@ -74,6 +77,7 @@ class GameInfo:
     reward_range: tuple[float, float] = (-3.0, 0.0)
     statistics: tuple[str, ...] = IPD_STATISTICS
     statistics_caption: str = IPD_STATISTICS_CAPTION
+    split_seeds: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ def register_game(
     reward_range: tuple[float, float] = (-3.0, 0.0),
     statistics: tuple[str, ...] = IPD_STATISTICS,
     statistics_caption: str = IPD_STATISTICS_CAPTION,
+    split_seeds: bool = False,
 ) -> Callable[[PlayFn], PlayFn]:
     """Register ``play(spec) -> records`` (one record per seed) as game ``name``'s protocol."""
 
@@ -146,7 +151,7 @@ def register_game(
             raise RuntimeError(f"game {name!r}: {length!r} is not one of its settings")
         _GAMES[name] = GameInfo(
             name, family, play, config, settings, summary, length, overall, reward,
-            reward_range, statistics, statistics_caption,
+            reward_range, statistics, statistics_caption, split_seeds,
         )
         return play
 

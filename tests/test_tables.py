@@ -286,7 +286,9 @@ def test_json_document_round_trips_with_null_for_nan(rs: ResultSet) -> None:
     text = render.render_json(rs)
     assert "NaN" not in text
     document = json.loads(text)
-    assert set(document) == {"game", "settings_hash", "payoff", "cooperation", "per_seed"}
+    assert set(document) == {"game", "settings_hash", "payoff", "cooperation", "per_seed",
+                             "failed"}
+    assert document["failed"] == []
     assert document["game"] == "ipd-analytic"
     lola_nl = document["payoff"][2]
     assert (lola_nl["agent"], lola_nl["opponent"], lola_nl["reward_sem"]) == ("lola", "nl", None)

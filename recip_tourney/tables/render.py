@@ -64,15 +64,27 @@ def payoff_matrix(rs: ResultSet, stat: str, pm: str = "±") -> pd.DataFrame:
     """The payoff table as a matrix of cell strings: rows = agent, columns = opponent.
 
     Each cell is "row agent's reward / column agent's reward"; missing pairings are empty.
+    A pairing with failed seeds says how many ("(1 failed)"), and is "failed" when no seed
+    finished.
     """
     _check(None, stat)
     matrix = pd.DataFrame("", index=pd.Index(rs.agents), columns=pd.Index(rs.agents))
     for _, row in rs.payoff().iterrows():
-        matrix.loc[row["agent"], row["opponent"]] = (
-            f"{format_value(row, 'reward', stat, pm)} / "
-            f"{format_value(row, 'opponent_reward', stat, pm)}"
-        )
+        failed = int(row.get("n_failed", 0))
+        if failed and not row["n_seeds"]:
+            cell = f"failed ({failed} of {failed} seeds)"
+        else:
+            cell = (f"{format_value(row, 'reward', stat, pm)} / "
+                    f"{format_value(row, 'opponent_reward', stat, pm)}")
+            cell += f" ({failed} failed)" if failed else ""
+        matrix.loc[row["agent"], row["opponent"]] = cell
     return matrix
+
+
+def failure_lines(rs: ResultSet) -> list[str]:
+    """One line per failed match: pairing, seed index and error."""
+    return [f"{r.agent} vs {r.opponent}, seed {r.seed_index}: {r.error}"
+            for r in rs.failures.itertuples()]
 
 
 def cooperation_matrix(rs: ResultSet, stat: str, pm: str = "±") -> pd.DataFrame:
@@ -142,7 +154,8 @@ def render_payoff(rs: ResultSet, fmt: str, stat: str = "sem") -> str:
         ``markdown`` and ``latex`` give the matrix layout with a one-line caption (a ``%``
         comment in LaTeX); ``csv`` gives the tidy :meth:`ResultSet.payoff` frame with every
         statistic at full precision (``stat`` is ignored; this is the golden-file format);
-        ``json`` gives the whole :func:`render_json` document.
+        ``json`` gives the whole :func:`render_json` document. Failed matches are listed
+        under the markdown table (as ``%`` comments in LaTeX) and counted in ``n_failed``.
     stat : {"mean", "sem", "std", "ci95"}
         Spread shown next to each mean.
 
@@ -150,7 +163,13 @@ def render_payoff(rs: ResultSet, fmt: str, stat: str = "sem") -> str:
     -------
     str
     """
-    return _render(rs, fmt, stat, payoff_matrix, payoff_caption, MARKDOWN_CORNER, rs.payoff)
+    text = _render(rs, fmt, stat, payoff_matrix, payoff_caption, MARKDOWN_CORNER, rs.payoff)
+    failed = failure_lines(rs)
+    if failed and fmt == "markdown":
+        text += "\nFailed matches (in no mean):\n" + "".join(f"- {line}\n" for line in failed)
+    elif failed and fmt == "latex":
+        text += "".join(f"% failed: {line}\n" for line in failed)
+    return text
 
 
 def render_cooperation(rs: ResultSet, fmt: str, stat: str = "sem") -> str:
@@ -178,8 +197,9 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def render_json(rs: ResultSet) -> str:
     """All tidy frames as one JSON document.
 
-    Keys ``game``, ``settings_hash``, ``payoff``, ``cooperation`` and ``per_seed`` (lists of
-    row objects). Floats keep full precision (shortest round-trip repr); NaN is ``null``.
+    Keys ``game``, ``settings_hash``, ``payoff``, ``cooperation``, ``per_seed`` and
+    ``failed`` (lists of row objects). Floats keep full precision (shortest round-trip
+    repr); NaN is ``null``.
     """
     document = {
         "game": rs.game,
@@ -187,6 +207,7 @@ def render_json(rs: ResultSet) -> str:
         "payoff": _records(rs.payoff()),
         "cooperation": _records(rs.cooperation()),
         "per_seed": _records(rs.per_seed),
+        "failed": _records(rs.failures),
     }
     return json.dumps(document, indent=1, allow_nan=False) + "\n"
 
@@ -203,9 +224,15 @@ def _rich(matrix: pd.DataFrame, title: str, corner: str) -> Table:
 
 
 def rich_payoff_table(rs: ResultSet, stat: str = "sem") -> Table:
-    """The payoff matrix as a :class:`rich.table.Table` for the terminal."""
+    """The payoff matrix as a :class:`rich.table.Table` for the terminal (failed matches
+    listed under it)."""
     _check(None, stat)
-    return _rich(payoff_matrix(rs, stat), payoff_caption(rs, stat), MARKDOWN_CORNER)
+    table = _rich(payoff_matrix(rs, stat), payoff_caption(rs, stat), MARKDOWN_CORNER)
+    failed = failure_lines(rs)
+    if failed:
+        table.caption = Text("\n".join(["failed matches (in no mean):", *failed]), style="red")
+        table.caption_justify = "left"
+    return table
 
 
 def rich_cooperation_table(rs: ResultSet, stat: str = "sem") -> Table:

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from recip_tourney.errors import UserError
-from recip_tourney.tournament.store import ResultsDir
+from recip_tourney.tournament.store import ResultsDir, is_failed
 
 PAIR = ["agent", "opponent"]
 PER_SEED_COLUMNS = ["agent", "opponent", "seed_index", "seed", "reward", "opponent_reward"]
+FAILURE_COLUMNS = ["agent", "opponent", "seed_index", "seed", "error"]
 STAT_SUFFIXES = ("mean", "sem", "std", "ci95_low", "ci95_high")
 
 
@@ -94,6 +94,8 @@ def aggregate(frame: pd.DataFrame, keys: Sequence[str], values: Sequence[str]) -
     n = grouped[list(values)].count()
     sem = std / np.sqrt(n)
     # t.ppf is NaN for df <= 0, so one-seed groups get NaN intervals without a special case.
+    from scipy import stats  # here: it takes a second to import, and only tables need it
+
     half = sem * stats.t.ppf(0.975, n - 1)
     parts = {}
     for value in values:
@@ -122,12 +124,15 @@ class ResultSet:
     agents : list of str
         Agent names in display order (roster order, then other names, sorted).
     per_seed : DataFrame
-        One row per match: ``agent, opponent, seed_index, seed, reward, opponent_reward``,
-        sorted by agent, opponent (display order) and seed index.
+        One row per finished match: ``agent, opponent, seed_index, seed, reward,
+        opponent_reward``, sorted by agent, opponent (display order) and seed index.
     records : list of dict
-        The raw match records, in ``per_seed`` order (for curves and other details).
+        The finished matches' records, in ``per_seed`` order (for curves and other details).
     manifest : dict
         The run manifest.
+    failures : DataFrame
+        One row per failed match (``agent, opponent, seed_index, seed, error``), in the same
+        order; failed matches are in no mean, spread or curve.
     """
 
     game: str
@@ -136,6 +141,8 @@ class ResultSet:
     per_seed: pd.DataFrame
     records: list[dict[str, Any]] = field(repr=False)
     manifest: dict[str, Any] = field(repr=False)
+    failures: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=FAILURE_COLUMNS), repr=False)
 
     @classmethod
     def from_dir(cls, path: Path | str) -> ResultSet:
@@ -185,6 +192,13 @@ class ResultSet:
                     f"says {game!r} / {settings_hash}; refusing to mix results"
                 )
         agents = agent_order(manifest, records)
+        failures = pd.DataFrame(
+            [tuple(r[k] for k in FAILURE_COLUMNS) for r in records if is_failed(r)],
+            columns=FAILURE_COLUMNS,
+        )
+        failures = sort_rows(failures.astype({"agent": str, "opponent": str}),
+                             {"agent": agents, "opponent": agents}, ["seed_index"])
+        records = [r for r in records if not is_failed(r)]
         per_seed = pd.DataFrame(
             [
                 (
@@ -202,9 +216,11 @@ class ResultSet:
         )
         per_seed[PAIR] = per_seed[PAIR].astype(str)
         per_seed = sort_rows(per_seed, {"agent": agents, "opponent": agents}, ["seed_index"])
-        dupes = per_seed.duplicated(["agent", "opponent", "seed_index"])
+        both = pd.concat([per_seed[["agent", "opponent", "seed_index"]],
+                          failures[["agent", "opponent", "seed_index"]]])
+        dupes = both.duplicated(["agent", "opponent", "seed_index"])
         if dupes.any():
-            row = per_seed[dupes].iloc[0]
+            row = both[dupes].iloc[0]
             raise UserError(
                 f"{source} holds two matches of {row.agent} vs {row.opponent} with seed index "
                 f"{row.seed_index}; refusing to count a seed twice"
@@ -217,15 +233,25 @@ class ResultSet:
             per_seed=per_seed,
             records=ordered,
             manifest=dict(manifest),
+            failures=failures,
         )
 
     def payoff(self) -> pd.DataFrame:
         """Average reward per step, one row per ordered pairing (see :func:`aggregate`).
 
         Columns: ``agent, opponent``, ``reward_*`` and ``opponent_reward_*`` statistics
-        (``mean, sem, std, ci95_low, ci95_high``) and ``n_seeds``; rows in display order.
+        (``mean, sem, std, ci95_low, ci95_high``) and ``n_seeds`` (finished seeds); rows in
+        display order. When matches failed, also ``n_failed``: a pairing whose every seed
+        failed has a row of NaN statistics and ``n_seeds`` 0.
         """
-        return aggregate(self.per_seed, PAIR, ["reward", "opponent_reward"])
+        frame = aggregate(self.per_seed, PAIR, ["reward", "opponent_reward"])
+        if self.failures.empty:
+            return frame
+        failed = self.failures.groupby(PAIR, sort=False).size().rename("n_failed").reset_index()
+        frame = frame.merge(failed, on=PAIR, how="outer")
+        frame["n_seeds"] = frame["n_seeds"].fillna(0).astype(int)
+        frame["n_failed"] = frame["n_failed"].fillna(0).astype(int)
+        return sort_rows(frame, {"agent": self.agents, "opponent": self.agents})
 
     def cooperation(self) -> pd.DataFrame:
         """The game's cooperation statistics of both players, one row per pairing and

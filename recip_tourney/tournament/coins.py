@@ -268,6 +268,7 @@ def _share(own: torch.Tensor, total: torch.Tensor) -> float | None:
     statistics=("own_share", "coins"),
     statistics_caption="the row agent's own-coin share (own coins / all coins it took) and "
     "coins taken per episode, {overall}",
+    split_seeds=True,
 )
 def play_coins(spec: MatchSpec) -> list[dict[str, Any]]:
     """Play every seed of ``spec`` as one batch; return one match record per seed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 
 from recip_tourney import registry
+from recip_tourney.tournament.records import failed_record, nonfinite_reward
 from recip_tourney.tournament.schedule import MatchSpec
 
 
@@ -103,11 +105,26 @@ def worker_numerics() -> Iterator[None]:
 
 
 def play_match(spec: MatchSpec) -> list[dict[str, Any]]:
-    """Play ``spec`` with its game's protocol; one record per seed, with the wall time."""
-    with worker_numerics():
-        start = time.perf_counter()
-        records = registry.game(spec.game).play(spec)
-        elapsed = time.perf_counter() - start
-    for record in records:
-        record["elapsed_s"] = elapsed / len(records)
+    """Play ``spec`` with its game's protocol; one record per seed, with the wall time.
+
+    A match that raises, or whose rewards are not finite (a diverging learner), comes back
+    as failed records (:func:`~recip_tourney.tournament.records.failed_record`) instead of
+    stopping the tournament: the other matches go on and the tables leave it out.
+    """
+    start = time.perf_counter()
+    try:
+        with worker_numerics():
+            records = registry.game(spec.game).play(spec)
+    except Exception as exc:  # noqa: BLE001 - any error fails this match only, and is kept
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        where = traceback.format_exc()
+        return [failed_record(spec, slot, error, where) for slot in spec.seeds]
+    elapsed = time.perf_counter() - start
+    slots = {slot.match_id: slot for slot in spec.seeds}
+    for i, record in enumerate(records):
+        problem = nonfinite_reward(record)
+        if problem is not None:
+            records[i] = failed_record(spec, slots[record["match_id"]],
+                                       f"non-finite reward: {problem}")
+        records[i]["elapsed_s"] = elapsed / len(records)
     return records

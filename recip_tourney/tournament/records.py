@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from recip_tourney.tournament.schedule import MatchSpec, SeedSlot
-from recip_tourney.tournament.store import MATCH_SCHEMA
+from recip_tourney.tournament.store import FAILED, MATCH_SCHEMA
 
 
 def match_record(
@@ -42,3 +43,48 @@ def match_record(
         "cooperation": cooperation,
         "curves": curves,
     }
+
+
+#: The curves that must stay finite: a NaN or infinite reward means the match diverged.
+CHECKED_CURVES = ("reward", "opponent_reward")
+
+
+def failed_record(spec: MatchSpec, slot: SeedSlot, error: str, where: str = "") -> dict[str, Any]:
+    """The stored record of a seed whose match failed: its error (one line) and traceback.
+
+    Tables show it as failed and leave it out of every mean; a resumed run keeps it unless
+    ``--retry-failed``.
+    """
+    return {
+        "schema": MATCH_SCHEMA,
+        "match_id": slot.match_id,
+        "game": spec.game,
+        "settings_hash": spec.settings_hash,
+        "agent": spec.agent.name,
+        "opponent": spec.opponent.name,
+        "agent_params": spec.agent.params,
+        "opponent_params": spec.opponent.params,
+        "seed_index": slot.index,
+        "seed": slot.seed,
+        "status": FAILED,
+        "error": error,
+        "traceback": where,
+    }
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def nonfinite_reward(record: dict[str, Any]) -> str | None:
+    """Why ``record``'s rewards are not all finite (the first bad value), or None."""
+    for key in CHECKED_CURVES:
+        for episode, value in enumerate(record["curves"].get(key) or []):
+            if value is None or not _finite(value):
+                return (f"the {key.replace('_', ' ')} became {value} at update {episode} "
+                        "(diverged: check the learning rates)")
+    for key in ("reward", "opponent_reward"):
+        value = record["summary"].get(key)
+        if not _finite(value):
+            return f"the {key.replace('_', ' ')} in the table is {value}"
+    return None

@@ -101,6 +101,7 @@ def play_episode(
     settings=RolloutSettings,
     summary="Iterated prisoner's dilemma played by sampling: B games x T steps per episode, PPO",
     overall="realised over the last table_last episodes",
+    split_seeds=True,
 )
 def play_rollout(spec: MatchSpec) -> list[dict[str, Any]]:
     """Play every seed of ``spec`` as one batch; return one match record per seed."""

@@ -1,30 +1,37 @@
 """Run a tournament: schedule, skip what is finished, play the rest in parallel, store as it comes.
 
 Workers receive :class:`MatchSpec` data and build the agents themselves; each finished unit
-is written atomically the moment it arrives, so an interruption loses at most the units in
-flight, and re-running with the same output directory resumes.
+comes back to this process and is written atomically the moment it arrives, so an
+interruption loses at most the units in flight, and re-running with the same output
+directory resumes. One run at a time may write a results directory (its lock). Units run on
+loky processes or a dask cluster (:mod:`recip_tourney.tournament.backends`). On dask, a
+game whose seeds are independent of their batch (``split_seeds`` in its registration)
+plays every seed as its own unit, so a cluster's workers share a pairing's seeds; other
+games keep loky's units. Either way the numbers are loky's, bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
 from rich.console import Console
 
-from recip_tourney import __version__
+from recip_tourney import __version__, registry
 from recip_tourney.agents.base import PairingContext, agent_class
 from recip_tourney.config import Config
 from recip_tourney.pretrain.artifacts import ArtifactSpec, ensure
 from recip_tourney.pretrain.cache import ArtifactCache
 from recip_tourney.progress import progress_bar
+from recip_tourney.tournament.backends import execution
 from recip_tourney.tournament.match import play_match, usable_cores
 from recip_tourney.tournament.schedule import MatchSpec, round_robin
 from recip_tourney.tournament.store import RUN_SCHEMA, ResultsDir
@@ -40,6 +47,8 @@ class RunReport:
     played: int = 0
     notices: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    #: One line per failed match of the schedule (this run's and earlier ones').
+    failed: list[str] = field(default_factory=list)
 
 
 def versions() -> dict[str, str]:
@@ -103,7 +112,8 @@ def attach_artifacts(
     ]
 
 
-def manifest_for(config: Config, specs: list[MatchSpec], jobs: int) -> dict[str, Any]:
+def manifest_for(config: Config, specs: list[MatchSpec], jobs: int, backend: str = "loky"
+                 ) -> dict[str, Any]:
     """The results-directory manifest of a run of ``config``."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return {
@@ -125,7 +135,7 @@ def manifest_for(config: Config, specs: list[MatchSpec], jobs: int) -> dict[str,
             for spec in specs
             for s in spec.seeds
         ],
-        "runs": [{"started": now, "argv": sys.argv[1:], "jobs": jobs}],
+        "runs": [{"started": now, "argv": sys.argv[1:], "jobs": jobs, "backend": backend}],
     }
 
 
@@ -134,7 +144,10 @@ def run_tournament(
     out: Path,
     *,
     jobs: int = 1,
+    backend: str = "loky",
+    scheduler: str | None = None,
     force: bool = False,
+    retry_failed: bool = False,
     console: Console | None = None,
     progress: bool = True,
     cache: ArtifactCache | None = None,
@@ -149,9 +162,16 @@ def run_tournament(
     out : Path
         Results directory (created; resumed when it holds a run of the same settings).
     jobs : int
-        joblib workers (loky processes); 1 plays in this process.
+        loky: worker processes (1 plays in this process); dask without ``scheduler``: the
+        local cluster's worker processes.
+    backend : {"loky", "dask"}
+        Where units run (:func:`~recip_tourney.tournament.backends.execution`).
+    scheduler : str, optional
+        dask: address of a running scheduler; without it a local cluster is started.
     force : bool
         Move an incompatible existing directory aside instead of refusing.
+    retry_failed : bool
+        Play the stored failed matches again (they are kept, not replayed, by default).
     console : rich.console.Console, optional
         Where progress and notices go (stderr by default).
     progress : bool
@@ -161,42 +181,84 @@ def run_tournament(
     pretrain : bool
         Train missing artifacts (with a notice and a progress bar); False makes a missing
         artifact an error.
+
+    Raises
+    ------
+    UserError
+        Another run writes to ``out``; ``out`` holds incompatible results; a results file
+        cannot be written (what was written before is kept); a bad backend or scheduler.
     """
     console = console or Console(stderr=True)
     start = time.perf_counter()
     specs = schedule(config)
     store = ResultsDir(out)
-    moved = store.prepare(manifest_for(config, specs, jobs), force=force)
-    done, corrupt = store.finished(config.settings_hash)
-    pending = [unit for spec in specs if (unit := spec.without(done)) is not None]
-    pending = attach_artifacts(
-        config, pending, cache or ArtifactCache(), train=pretrain, console=console,
-        progress=progress,
-    )  # fmt: skip
-    total = sum(len(spec.seeds) for spec in specs)
-    left = sum(len(unit.seeds) for unit in pending)
-    report = RunReport(out, total, total - left, notices=list(corrupt))
-    if moved is not None:
-        report.notices.append(f"moved the previous results in {out} to {moved}")
-    if report.skipped:
-        report.notices.append(
-            f"resuming: {report.skipped} of {total} matches already in {out}, skipped"
-        )
-    for line in report.notices:
-        # soft_wrap: a notice names files; never break a path across lines.
-        console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)
-
-    with progress_bar(console, show=progress, unit="matches") as bar:
-        task = bar.add_task(config.game, total=total, completed=report.skipped)
+    manifest = manifest_for(config, specs, jobs, backend)
+    if not force:
+        store.check(manifest)  # refuse before touching anything (checked again, locked)
+    with contextlib.ExitStack() as held:
+        held.enter_context(store.lock())
+        moved = store.prepare(manifest, force=force)
+        if moved is not None:  # the lock moved with the old directory: lock the new one
+            held.enter_context(store.lock())
+        store.sign_lock()
+        done, corrupt = store.finished(config.settings_hash)
+        if retry_failed:
+            done -= {record["match_id"] for record in store.failed()}
+        pending = [unit for spec in specs if (unit := spec.without(done)) is not None]
+        pending = attach_artifacts(
+            config, pending, cache or ArtifactCache(), train=pretrain, console=console,
+            progress=progress,
+        )  # fmt: skip
+        total = sum(len(spec.seeds) for spec in specs)
+        left = sum(len(unit.seeds) for unit in pending)
+        report = RunReport(out, total, total - left, notices=list(corrupt))
+        if moved is not None:
+            report.notices.append(f"moved the previous results in {out} to {moved}")
+        if report.skipped:
+            report.notices.append(
+                f"resuming: {report.skipped} of {total} matches already in {out}, skipped"
+            )
+        for line in report.notices:
+            # soft_wrap: a notice names files; never break a path across lines.
+            console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)
         if pending:
-            workers = min(jobs, len(pending))
-            threads = max(1, usable_cores() // workers)
-            pending = [replace(unit, threads=threads) for unit in pending]
-            parallel = Parallel(n_jobs=workers, return_as="generator_unordered")
-            for records in parallel(delayed(play_match)(unit) for unit in pending):
-                for record in records:
-                    store.write_match(record)
-                report.played += len(records)
-                bar.advance(task, len(records))
+            _play(pending, store, report, config.game, backend, jobs, scheduler, console,
+                  progress)
+        report.failed = _failures(store, specs)
     report.elapsed_s = time.perf_counter() - start
     return report
+
+
+def _play(pending: list[MatchSpec], store: ResultsDir, report: RunReport, game: str,
+          backend: str, jobs: int, scheduler: str | None, console: Console, progress: bool
+          ) -> None:
+    """Hand the units to the backend; store each one's records as they come back."""
+    with execution(backend, min(jobs, len(pending)), scheduler) as runs, \
+            progress_bar(console, show=progress, unit="matches") as bar, \
+            warnings.catch_warnings():
+        # stopped early (a write failed, Ctrl-C), joblib warns that it cancelled the rest
+        warnings.filterwarnings("ignore", message=".*tasks which were still being processed")
+        task = bar.add_task(game, total=report.total, completed=report.skipped)
+        if runs.backend == "dask":
+            # a cluster has more workers than pairings: play seeds apart where that changes
+            # no number, else the same units as loky (identical results either way)
+            split = registry.game(game).split_seeds
+            units = [replace(unit, seeds=seeds, threads=1) for unit in pending
+                     for seeds in ([(s,) for s in unit.seeds] if split else [unit.seeds])]
+        else:
+            threads = max(1, usable_cores() // runs.workers)
+            units = [replace(unit, threads=threads) for unit in pending]
+        for records in runs.map(play_match, units):
+            for record in records:
+                store.write_match(record)
+            report.played += len(records)
+            bar.advance(task, len(records))
+
+
+def _failures(store: ResultsDir, specs: list[MatchSpec]) -> list[str]:
+    """A line per failed match of the schedule, in schedule order."""
+    scheduled = {slot.match_id for spec in specs for slot in spec.seeds}
+    return sorted(
+        f"{r['agent']} vs {r['opponent']}, seed {r['seed_index']}: {r['error']}"
+        for r in store.failed() if r["match_id"] in scheduled
+    )

@@ -5,21 +5,32 @@ Layout::
     DIR/run.json                 manifest: game, settings hash, resolved config, versions, schedule
     DIR/matches/<match_id>.json  one record per finished match (schema ``MATCH_SCHEMA``)
     DIR/corrupt/                 unreadable match files, moved aside (never deleted) and recomputed
+    DIR/.lock                    held (``flock``) by the one run writing here
 
 Every file is written atomically (temporary file in the same folder, fsync, rename), so a
 killed run leaves either a whole record or none. A record is only trusted after it parses,
-carries the expected schema and keys, and its ``match_id`` matches its file name.
+carries the expected schema and keys, and its ``match_id`` matches its file name. A match
+that failed (an error, or a reward that is not finite) is stored too, with ``status:
+"failed"`` and the error instead of results, so that a resumed run does not replay it
+unless asked to.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from recip_tourney.errors import UserError
 
@@ -28,7 +39,10 @@ MATCH_SCHEMA = "recip-tourney/match/1"
 MANIFEST = "run.json"
 MATCHES = "matches"
 CORRUPT = "corrupt"
-MATCH_KEYS = frozenset(
+LOCK = ".lock"
+LOCK_OWNER = ".lock.owner"
+#: What every record holds: which match it is.
+IDENTITY_KEYS = frozenset(
     {
         "schema",
         "match_id",
@@ -40,11 +54,14 @@ MATCH_KEYS = frozenset(
         "opponent_params",
         "seed_index",
         "seed",
-        "summary",
-        "cooperation",
-        "curves",
     }
 )
+#: A finished match's results (records without ``status`` are finished: the first format).
+MATCH_KEYS = IDENTITY_KEYS | {"summary", "cooperation", "curves"}
+#: A failed match: its error and where it was raised, instead of results.
+FAILED_KEYS = IDENTITY_KEYS | {"status", "error", "traceback"}
+FAILED = "failed"
+PERMISSION_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def unused_path(path: Path) -> Path:
@@ -91,17 +108,24 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
+def is_failed(record: dict[str, Any]) -> bool:
+    """Whether ``record`` is a failed match (an error instead of results)."""
+    return record.get("status") == FAILED
+
+
 def validate_match(record: Any, expected_id: str | None = None) -> str | None:
     """Return why ``record`` is not a valid match record, or None when it is."""
     if not isinstance(record, dict):
         return "not a JSON object"
     if record.get("schema") != MATCH_SCHEMA:
         return f"schema is {record.get('schema')!r}, expected {MATCH_SCHEMA!r}"
-    missing = MATCH_KEYS - record.keys()
+    missing = (FAILED_KEYS if is_failed(record) else MATCH_KEYS) - record.keys()
     if missing:
         return f"missing keys {sorted(missing)}"
     if expected_id is not None and record["match_id"] != expected_id:
         return f"match_id {record['match_id']!r} does not match the file name"
+    if is_failed(record):
+        return None if isinstance(record["error"], str) else "error is not text"
     summary = record["summary"]
     if not isinstance(summary, dict) or not all(
         isinstance(summary.get(k), int | float) for k in ("reward", "opponent_reward")
@@ -144,7 +168,8 @@ class ResultsDir:
         settings, of an agent with different parameters, or an unreadable manifest, unless
         ``force``; with ``force`` the old directory is moved aside to a timestamped sibling,
         never deleted. Agents and scheduled matches of earlier runs are kept in the manifest.
-        Returns the path the old directory was moved to, if any.
+        Temporary files of a killed run's unfinished writes are removed (call it holding
+        :meth:`lock`). Returns the path the old directory was moved to, if any.
         """
         self._check_writable()
         try:
@@ -157,7 +182,11 @@ class ResultsDir:
         if old is not None and force:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             moved = unused_path(self.path.with_name(f"{self.path.name}.old-{stamp}"))
-            shutil.move(str(self.path), moved)
+            try:
+                shutil.move(str(self.path), moved)
+            except OSError as exc:
+                raise UserError(f"cannot move {self.path} aside to {moved}: "
+                                f"{exc.strerror or exc}; nothing was changed") from None
             self._check_writable()
         elif old is not None:
             self._check_compatible(old, manifest)
@@ -168,7 +197,13 @@ class ResultsDir:
                 "schedule": _union(old.get("schedule", []), manifest.get("schedule", [])),
                 "runs": old.get("runs", []) + manifest.get("runs", []),
             }
-        atomic_write_json(self.path / MANIFEST, manifest)
+        try:
+            atomic_write_json(self.path / MANIFEST, manifest)
+        except OSError as exc:
+            raise UserError(self._cannot_write(self.path / MANIFEST, exc)) from None
+        # a run killed mid-write leaves its temporary file; the lock says none is in use
+        for stale in self.matches.glob(".*.tmp") if self.matches.is_dir() else ():
+            stale.unlink(missing_ok=True)
         return moved
 
     def _check_compatible(self, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -216,7 +251,7 @@ class ResultsDir:
         return (None, problem) if problem else (record, None)
 
     def finished(self, settings_hash: str) -> tuple[set[str], list[str]]:
-        """Ids of valid finished matches, and a line per corrupt file moved aside.
+        """Ids of stored matches (finished or failed), and a line per corrupt file moved aside.
 
         Corrupt files (and records of other settings) are moved to ``corrupt/`` so that
         they are recomputed and still available for inspection.
@@ -232,19 +267,99 @@ class ResultsDir:
                 continue
             stamp = time.strftime("%Y%m%d-%H%M%S")
             target = unused_path(self.path / CORRUPT / f"{file.name}.{stamp}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(file), target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(file), target)
+            except OSError as exc:
+                raise UserError(self._cannot_write(target, exc)) from None
             reports.append(f"{file}: {problem}; moved to {target} and recomputing")
         return done, reports
 
+    def stored(self, settings_hash: str) -> set[str]:
+        """Ids of the valid stored matches of ``settings_hash``; reads only (a dry run)."""
+        return {file.stem for file in self.match_files()
+                if (record := self._read(file)[0]) is not None
+                and record["settings_hash"] == settings_hash}
+
+    def check(self, manifest: dict[str, Any]) -> None:
+        """Refuse (UserError) what :meth:`prepare` would refuse without ``force``; writes
+        nothing."""
+        old = self.manifest()
+        if old is not None:
+            self._check_compatible(old, manifest)
+
+    def failed(self) -> list[dict[str, Any]]:
+        """The stored records of failed matches (unreadable files are skipped)."""
+        return [record for file in self.match_files()
+                if (record := self._read(file)[0]) is not None and is_failed(record)]
+
     def write_match(self, record: dict[str, Any]) -> Path:
-        """Atomically store one finished match."""
+        """Atomically store one finished (or failed) match.
+
+        A full disk or a permission error is a UserError that says what is kept: every match
+        written before stays whole (writes are atomic), and a rerun resumes from them.
+        """
         problem = validate_match(record)
         if problem:
             raise ValueError(f"refusing to store an invalid match record: {problem}")
         file = self.matches / f"{record['match_id']}.json"
-        atomic_write_json(file, record)
+        try:
+            atomic_write_json(file, record)
+        except OSError as exc:
+            raise UserError(self._cannot_write(file, exc)) from None
         return file
+
+    def _cannot_write(self, file: Path, exc: OSError) -> str:
+        kept = len(self.match_files())
+        cause = exc.strerror or str(exc)
+        remedy = ("free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                  else "fix the permissions" if exc.errno in PERMISSION_ERRORS
+                  else "fix the cause")
+        return (f"cannot write {file}: {cause}; the {kept} match results already in "
+                f"{self.path} are kept: {remedy} and run the same command again to resume")
+
+    # --------------------------------------------------------------------- lock
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the directory's lock while a run writes here; refuse if another run holds it.
+
+        An OS file lock (``flock`` on ``DIR/.lock``): the kernel releases it when the holder
+        exits, however it exits (SIGKILL included), so a killed run leaves no stale lock and
+        is resumed by simply running again. :meth:`sign_lock` says who holds it.
+        """
+        self._check_writable()
+        lock = FileLock(self.path / LOCK, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise UserError(
+                f"another recip-tourney run{self._owner()} is writing to {self.path}; wait for "
+                "it to finish (or stop it), or choose another --out"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def sign_lock(self) -> None:
+        """Say who holds the lock (``DIR/.lock.owner``), for the message of a refused run.
+
+        Called once the directory is prepared, so that a directory moved aside by
+        ``--force`` keeps the files it had.
+        """
+        owner = {"pid": os.getpid(), "host": socket.gethostname(),
+                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv[1:]}
+        try:
+            atomic_write_json(self.path / LOCK_OWNER, owner)
+        except OSError as exc:
+            raise UserError(self._cannot_write(self.path / LOCK_OWNER, exc)) from None
+
+    def _owner(self) -> str:
+        try:
+            owner = json.loads((self.path / LOCK_OWNER).read_text(encoding="utf-8"))
+            return f" (pid {owner['pid']} on {owner['host']}, since {owner['since']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
 
     def records(self) -> list[dict[str, Any]]:
         """All match records for analysis; UserError on the first corrupt file.
