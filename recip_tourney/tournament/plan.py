@@ -149,8 +149,9 @@ def plan_tournament(
             needs = pairing_artifacts(config, unit)
             wanted = [a for role in needs.values() for a in role]
             payloads = ensure(wanted, cache or ArtifactCache(), train=False, progress=False)
-        except UserError as exc:
-            cost.note = f"not timed: {exc}"
+        except UserError:
+            cost.note = ("not timed: needs pretrained artifacts that are not in the cache "
+                         "(the run trains them first; see `recip-tourney pretrain`)")
             continue
         unit = replace(unit, artifacts={role: [payloads[a.digest] for a in arts]
                                         for role, arts in needs.items()})
