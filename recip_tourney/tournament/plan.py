@@ -150,8 +150,7 @@ def plan_tournament(
             wanted = [a for role in needs.values() for a in role]
             payloads = ensure(wanted, cache or ArtifactCache(), train=False, progress=False)
         except UserError:
-            cost.note = ("not timed: needs pretrained artifacts that are not in the cache "
-                         "(the run trains them first; see `recip-tourney pretrain`)")
+            cost.note = "not timed: not pretrained yet (`recip-tourney pretrain`)"
             continue
         unit = replace(unit, artifacts={role: [payloads[a.digest] for a in arts]
                                         for role, arts in needs.items()})
@@ -207,8 +206,9 @@ def plan_summary(plan: Plan, workers: int, where: str) -> list[str]:
     untimed = sum(p.seeds for p in plan.pairings if p.total_s is None)
     lines.append(
         f"Estimated cost: {duration(plan.total_s)} of one core (from {plan.calibration_episodes}"
-        " calibration episodes of one seed per pairing; seeds batched in one match may cost "
-        "less); wall time on " + f"{where}: about {duration(plan.wall_s(workers))}."
+        " calibration episodes of one seed per pairing, timed side by side as the run's "
+        "workers play; seeds batched in one match may cost less); wall time on "
+        f"{where}: about {duration(plan.wall_s(workers))}."
     )
     if untimed:
         lines.append(f"{untimed} matches are not in the estimate (see their notes).")
