@@ -28,6 +28,12 @@ def match_record(
     curves : dict
         Per recorded update: rewards, P(C) and agent diagnostics (``agent.<name>``).
     """
+    return {**identity(spec, slot), "summary": summary, "cooperation": cooperation,
+            "curves": curves}
+
+
+def identity(spec: MatchSpec, slot: SeedSlot) -> dict[str, Any]:
+    """What every record of one seed of ``spec`` starts with: which match it is."""
     return {
         "schema": MATCH_SCHEMA,
         "match_id": slot.match_id,
@@ -39,9 +45,6 @@ def match_record(
         "opponent_params": spec.opponent.params,
         "seed_index": slot.index,
         "seed": slot.seed,
-        "summary": summary,
-        "cooperation": cooperation,
-        "curves": curves,
     }
 
 
@@ -55,21 +58,7 @@ def failed_record(spec: MatchSpec, slot: SeedSlot, error: str, where: str = "") 
     Tables show it as failed and leave it out of every mean; a resumed run keeps it unless
     ``--retry-failed``.
     """
-    return {
-        "schema": MATCH_SCHEMA,
-        "match_id": slot.match_id,
-        "game": spec.game,
-        "settings_hash": spec.settings_hash,
-        "agent": spec.agent.name,
-        "opponent": spec.opponent.name,
-        "agent_params": spec.agent.params,
-        "opponent_params": spec.opponent.params,
-        "seed_index": slot.index,
-        "seed": slot.seed,
-        "status": FAILED,
-        "error": error,
-        "traceback": where,
-    }
+    return {**identity(spec, slot), "status": FAILED, "error": error, "traceback": where}
 
 
 def _finite(value: Any) -> bool:
