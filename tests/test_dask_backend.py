@@ -159,3 +159,13 @@ def test_an_unreachable_scheduler_is_one_line(monkeypatch, tmp_path):
     line = one_line_error(cli("run", *ROLLOUT, "--backend", "dask", "--scheduler",
                               "tcp://127.0.0.1:9", "--out", tmp_path / "x", "--quiet"))
     assert "cannot reach the dask scheduler at tcp://127.0.0.1:9" in line
+
+
+def test_a_scheduler_without_workers_is_one_line(monkeypatch, tmp_path):
+    from recip_tourney.tournament import backends
+
+    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 1)
+    with distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=":0") as empty:
+        line = one_line_error(cli("run", *ROLLOUT, "--backend", "dask", "--scheduler",
+                                  empty.scheduler_address, "--out", tmp_path / "x", "--quiet"))
+    assert "no dask worker joined the dask cluster at" in line and "dask worker" in line

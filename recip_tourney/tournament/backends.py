@@ -80,7 +80,11 @@ def _dask(jobs: int, scheduler: str | None) -> Iterator[Execution]:
                 n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=":0"))
             client = stack.enter_context(client_cls(cluster))
             where = f"a local dask cluster of {jobs} workers"
-        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise UserError(f"no dask worker joined {where} within {CONNECT_TIMEOUT_S} s; "
+                            "start workers with `dask worker ADDRESS --nthreads 1`") from None
         workers = max(1, sum(client.nthreads().values()))
 
         def parallel() -> Parallel:
