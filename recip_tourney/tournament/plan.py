@@ -129,8 +129,8 @@ def plan_tournament(
     store = ResultsDir(out)
     if store.path.exists():
         store.check(manifest_for(config, specs, jobs))
-    done = store.stored(config.settings_hash) if store.path.exists() else set()
-    failed = {r["match_id"] for r in store.failed()} if store.path.exists() else set()
+    stored = store.stored(config.settings_hash)
+    done, failed = stored.done, stored.failed
     length = registry.game(config.game).length
     plan = Plan(config.game, sum(len(s.seeds) for s in specs), len(done), len(failed),
                 calibration_episodes)

@@ -34,7 +34,7 @@ from recip_tourney.progress import progress_bar
 from recip_tourney.tournament.backends import execution
 from recip_tourney.tournament.match import play_match, usable_cores
 from recip_tourney.tournament.schedule import MatchSpec, round_robin
-from recip_tourney.tournament.store import RUN_SCHEMA, ResultsDir
+from recip_tourney.tournament.store import RUN_SCHEMA, ResultsDir, is_failed
 
 
 @dataclass
@@ -201,9 +201,10 @@ def run_tournament(
         if moved is not None:  # the lock moved with the old directory: lock the new one
             held.enter_context(store.lock())
         store.sign_lock()
-        done, corrupt = store.finished(config.settings_hash)
+        stored, corrupt = store.finished(config.settings_hash)
+        done, failed = stored.done, stored.failed
         if retry_failed:
-            done -= {record["match_id"] for record in store.failed()}
+            done, failed = done - failed.keys(), {}
         pending = [unit for spec in specs if (unit := spec.without(done)) is not None]
         pending = attach_artifacts(
             config, pending, cache or ArtifactCache(), train=pretrain, console=console,
@@ -222,17 +223,21 @@ def run_tournament(
             # soft_wrap: a notice names files; never break a path across lines.
             console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)
         if pending:
-            _play(pending, store, report, config.game, backend, jobs, scheduler, console,
-                  progress)
-        report.failed = _failures(store, specs)
+            failed |= _play(pending, store, report, config.game, backend, jobs, scheduler,
+                            console, progress)
+        report.failed = _failures(failed, specs)
     report.elapsed_s = time.perf_counter() - start
     return report
 
 
 def _play(pending: list[MatchSpec], store: ResultsDir, report: RunReport, game: str,
           backend: str, jobs: int, scheduler: str | None, console: Console, progress: bool
-          ) -> None:
-    """Hand the units to the backend; store each one's records as they come back."""
+          ) -> dict[str, dict[str, Any]]:
+    """Hand the units to the backend; store each one's records as they come back.
+
+    Returns the records of the matches that failed, by id.
+    """
+    failed = {}
     with execution(backend, min(jobs, len(pending)), scheduler) as runs, \
             progress_bar(console, show=progress, unit="matches") as bar, \
             warnings.catch_warnings():
@@ -240,6 +245,8 @@ def _play(pending: list[MatchSpec], store: ResultsDir, report: RunReport, game: 
         warnings.filterwarnings("ignore", message=".*tasks which were still being processed")
         task = bar.add_task(game, total=report.total, completed=report.skipped)
         if runs.backend == "dask":
+            console.print(f"playing on {runs.where} ({runs.workers} worker threads)",
+                          highlight=False, soft_wrap=True)
             # a cluster has more workers than pairings: play seeds apart where that changes
             # no number, else the same units as loky (identical results either way)
             split = registry.game(game).split_seeds
@@ -251,14 +258,17 @@ def _play(pending: list[MatchSpec], store: ResultsDir, report: RunReport, game: 
         for records in runs.map(play_match, units):
             for record in records:
                 store.write_match(record)
+                if is_failed(record):
+                    failed[record["match_id"]] = record
             report.played += len(records)
             bar.advance(task, len(records))
+    return failed
 
 
-def _failures(store: ResultsDir, specs: list[MatchSpec]) -> list[str]:
-    """A line per failed match of the schedule, in schedule order."""
+def _failures(failed: dict[str, dict[str, Any]], specs: list[MatchSpec]) -> list[str]:
+    """A line per failed match of the schedule, sorted."""
     scheduled = {slot.match_id for spec in specs for slot in spec.seeds}
     return sorted(
         f"{r['agent']} vs {r['opponent']}, seed {r['seed_index']}: {r['error']}"
-        for r in store.failed() if r["match_id"] in scheduled
+        for match_id, r in failed.items() if match_id in scheduled
     )

@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,15 @@ def validate_match(record: Any, expected_id: str | None = None) -> str | None:
     ):
         return "summary rewards missing or not numbers"
     return None
+
+
+@dataclass
+class Stored:
+    """What a results directory holds for one settings hash."""
+
+    done: set[str] = field(default_factory=set)  # ids of valid records, finished or failed
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)  # failed records by id
+    problems: list[tuple[Path, str]] = field(default_factory=list)  # unusable files, why
 
 
 class ResultsDir:
@@ -250,21 +260,30 @@ class ResultsDir:
         problem = validate_match(record, expected_id=file.stem)
         return (None, problem) if problem else (record, None)
 
-    def finished(self, settings_hash: str) -> tuple[set[str], list[str]]:
-        """Ids of stored matches (finished or failed), and a line per corrupt file moved aside.
-
-        Corrupt files (and records of other settings) are moved to ``corrupt/`` so that
-        they are recomputed and still available for inspection.
-        """
-        done: set[str] = set()
-        reports = []
+    def stored(self, settings_hash: str) -> Stored:
+        """One read of every match file: what is stored for ``settings_hash``; reads only."""
+        stored = Stored()
         for file in self.match_files():
             record, problem = self._read(file)
             if record is not None and record["settings_hash"] != settings_hash:
                 problem = "made with different settings"
-            if problem is None:
-                done.add(file.stem)
+            if problem is not None:
+                stored.problems.append((file, problem))
                 continue
+            stored.done.add(file.stem)
+            if is_failed(record):
+                stored.failed[file.stem] = record
+        return stored
+
+    def finished(self, settings_hash: str) -> tuple[Stored, list[str]]:
+        """What is stored (:meth:`stored`), and a line per corrupt file moved aside.
+
+        Corrupt files (and records of other settings) are moved to ``corrupt/`` so that
+        they are recomputed and still available for inspection.
+        """
+        stored = self.stored(settings_hash)
+        reports = []
+        for file, problem in stored.problems:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             target = unused_path(self.path / CORRUPT / f"{file.name}.{stamp}")
             try:
@@ -273,13 +292,7 @@ class ResultsDir:
             except OSError as exc:
                 raise UserError(self._cannot_write(target, exc)) from None
             reports.append(f"{file}: {problem}; moved to {target} and recomputing")
-        return done, reports
-
-    def stored(self, settings_hash: str) -> set[str]:
-        """Ids of the valid stored matches of ``settings_hash``; reads only (a dry run)."""
-        return {file.stem for file in self.match_files()
-                if (record := self._read(file)[0]) is not None
-                and record["settings_hash"] == settings_hash}
+        return stored, reports
 
     def check(self, manifest: dict[str, Any]) -> None:
         """Refuse (UserError) what :meth:`prepare` would refuse without ``force``; writes
@@ -287,11 +300,6 @@ class ResultsDir:
         old = self.manifest()
         if old is not None:
             self._check_compatible(old, manifest)
-
-    def failed(self) -> list[dict[str, Any]]:
-        """The stored records of failed matches (unreadable files are skipped)."""
-        return [record for file in self.match_files()
-                if (record := self._read(file)[0]) is not None and is_failed(record)]
 
     def write_match(self, record: dict[str, Any]) -> Path:
         """Atomically store one finished (or failed) match.
