@@ -118,8 +118,8 @@ def run(
                                calibration_episodes=calibrate, jobs=workers)
         if plan.pairings:
             out.print(plan_table(plan))
-        where = (f"{workers} workers" if backend == "loky" or not scheduler
-                 else f"{workers} workers of the cluster (--jobs)")
+        count = f"{workers} worker{'s' if workers != 1 else ''}"
+        where = count if backend == "loky" or not scheduler else f"{count} of the cluster (--jobs)"
         for line in plan_summary(plan, workers, where):
             out.print(line, highlight=False)
         return
