@@ -33,6 +33,8 @@ about 100 MB of buffers per seed at these sizes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch.nn import functional
 
@@ -193,6 +195,11 @@ class CoinsPPO:
             diagnostics = {k: torch.stack([row.mean(dtype=torch.float64) for row in v.unbind(0)])
                            for k, v in per_sample.items()}
         return d_logits, d_values, old, diagnostics
+
+    def __getstate__(self) -> dict[str, Any]:
+        # scratch buffers and the acting cache are rebuilt from the parameters when needed:
+        # a checkpoint need not carry them (the update buffers are ~100 MiB at paper sizes)
+        return {**self.__dict__, "_workspace": None, "_acting": None}
 
     def adam_step(self, grad: torch.Tensor) -> None:
         """``torch.optim.Adam``'s update (no weight decay, no amsgrad) on the flat tensor."""

@@ -36,6 +36,7 @@ seed ``s``'s numbers do not depend on which seeds share the batch (with one torc
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -162,6 +163,10 @@ class InfluenceModels:
                 out[lo:hi] = (torch.arange(shape[0]) + first).repeat_interleave(
                     math.prod(shape[1:]))
         return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        # scratch is per fit; a checkpoint need not carry it
+        return {**self.__dict__, "_scratch": {}}
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         """A contiguous scratch tensor reused by the steps of a fit (no allocation per step:

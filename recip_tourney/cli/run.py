@@ -76,6 +76,12 @@ def run(
     retry_failed: Annotated[
         bool, typer.Option(help="Play stored failed matches again (kept by default).")
     ] = False,
+    checkpoint_every: Annotated[
+        float,
+        typer.Option(help="Minutes between mid-match checkpoints of long matches (Coins) in "
+                     "OUT/checkpoints; a rerun resumes an interrupted match from the last one "
+                     "(0: none)."),
+    ] = 10.0,
     dry_run: Annotated[
         bool, typer.Option(help="Print the schedule and its estimated cost; play nothing.")
     ] = False,
@@ -95,6 +101,8 @@ def run(
     choice(backend, BACKENDS, "backend")
     if scheduler and backend != "dask":
         raise UserError("--scheduler is the address of a dask scheduler: add --backend dask")
+    if checkpoint_every < 0:
+        raise UserError(f"--checkpoint-every must be 0 or more minutes, got {checkpoint_every}")
     if calibrate < 0:
         raise UserError(f"--calibrate must be 0 or more episodes, got {calibrate}")
     if backend == "dask":
@@ -132,6 +140,7 @@ def run(
             scheduler=scheduler,
             force=force,
             retry_failed=retry_failed,
+            checkpoint_minutes=checkpoint_every,
             console=err,
             progress=not quiet,
             cache=ArtifactCache(cache_dir),
@@ -140,7 +149,7 @@ def run(
     except KeyboardInterrupt:
         err.print(
             f"[yellow]interrupted: finished matches are saved in {target}; run the same "
-            "command again to resume[/yellow]",
+            "command again to resume (long Coins matches from their last checkpoint)[/yellow]",
             soft_wrap=True,
         )
         raise typer.Exit(130) from None

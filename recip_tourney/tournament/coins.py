@@ -31,6 +31,7 @@ from recip_tourney.agents.coins_influence import CoinsVoI
 from recip_tourney.agents.coins_influence_q import FutureQInfluence
 from recip_tourney.envs import coins as env
 from recip_tourney.registry import register_game
+from recip_tourney.tournament.checkpoint import MatchCheckpoint
 from recip_tourney.tournament.match import SidePool, release_free_memory
 from recip_tourney.tournament.records import match_record
 from recip_tourney.tournament.schedule import MatchSpec
@@ -178,6 +179,14 @@ class CoinsMatch:
             self.estimator = build_estimator(settings, self.generators, self.dtype)
         self.episode = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a checkpoint holds the match's state, not the worker's threads
+        return {**self.__dict__, "pool": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.pool = SidePool(1)
+
     def play_episode(self) -> dict[str, torch.Tensor]:
         """Play and learn one episode; per-seed statistics of both players, each (S,)."""
         s, gens, seeds = self.s, self.generators, len(self.generators)
@@ -274,14 +283,22 @@ def play_coins(spec: MatchSpec) -> list[dict[str, Any]]:
     """Play every seed of ``spec`` as one batch; return one match record per seed."""
     s = CoinsSettings(**spec.settings)
     pool = SidePool(spec.threads)
+    checkpoint = MatchCheckpoint.for_spec(spec)
     try:
-        match = CoinsMatch(spec, s, pool)
-        curves: dict[str, list[torch.Tensor]] = defaultdict(list)
-        for episode in range(s.episodes):
+        saved = checkpoint.load() if checkpoint is not None else None
+        if saved is None:
+            match = CoinsMatch(spec, s, pool)
+            curves: dict[str, list[torch.Tensor]] = defaultdict(list)
+        else:  # resume between two episodes, exactly where the checkpoint left off
+            match, curves = saved["match"], saved["curves"]
+            match.pool = pool
+        for episode in range(match.episode, s.episodes):
             if episode % TRIM_EVERY == 0:
                 release_free_memory()
             for key, value in match.play_episode().items():
                 curves[key].append(value.detach().double().cpu())
+            if checkpoint is not None and episode + 1 < s.episodes and checkpoint.due():
+                checkpoint.save({"match": match, "curves": curves})
     finally:
         pool.close()
     stacked = {key: torch.stack(values, dim=1) for key, values in curves.items()}  # (S, E)

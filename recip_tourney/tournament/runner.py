@@ -13,6 +13,7 @@ games keep loky's units. Either way the numbers are loky's, bit for bit.
 from __future__ import annotations
 
 import contextlib
+import math
 import platform
 import sys
 import time
@@ -31,6 +32,7 @@ from recip_tourney.config import Config
 from recip_tourney.pretrain.artifacts import ArtifactSpec, ensure
 from recip_tourney.pretrain.cache import ArtifactCache
 from recip_tourney.progress import progress_bar
+from recip_tourney.tournament import checkpoint
 from recip_tourney.tournament.backends import execution
 from recip_tourney.tournament.match import play_match, usable_cores
 from recip_tourney.tournament.schedule import MatchSpec, round_robin
@@ -148,6 +150,7 @@ def run_tournament(
     scheduler: str | None = None,
     force: bool = False,
     retry_failed: bool = False,
+    checkpoint_minutes: float = 10.0,
     console: Console | None = None,
     progress: bool = True,
     cache: ArtifactCache | None = None,
@@ -172,6 +175,10 @@ def run_tournament(
         Move an incompatible existing directory aside instead of refusing.
     retry_failed : bool
         Play the stored failed matches again (they are kept, not replayed, by default).
+    checkpoint_minutes : float
+        Minutes of play between mid-match checkpoints in ``out/checkpoints`` for games that
+        keep them (Coins); 0 writes none. A rerun after an interruption resumes an unfinished
+        match from its checkpoint, with the same numbers (whatever this interval).
     console : rich.console.Console, optional
         Where progress and notices go (stderr by default).
     progress : bool
@@ -223,6 +230,18 @@ def run_tournament(
             # soft_wrap: a notice names files; never break a path across lines.
             console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)
         if pending:
+            folder = store.path / checkpoint.FOLDER
+            every = 60.0 * checkpoint_minutes if checkpoint_minutes > 0 else math.inf
+            pending = [replace(unit, checkpoints=str(folder), checkpoint_every_s=every)
+                       for unit in pending]
+            resumable = sum(
+                checkpoint.checkpoint_path(folder, [s.match_id for s in unit.seeds]).exists()
+                for unit in pending
+            )
+            if resumable:
+                console.print(f"[yellow]{resumable} unfinished match unit(s) resume from their "
+                              f"checkpoints in {folder}[/yellow]", highlight=False,
+                              soft_wrap=True)
             failed |= _play(pending, store, report, config.game, backend, jobs, scheduler,
                             console, progress)
         report.failed = _failures(failed, specs)
@@ -255,11 +274,14 @@ def _play(pending: list[MatchSpec], store: ResultsDir, report: RunReport, game: 
         else:
             threads = max(1, usable_cores() // runs.workers)
             units = [replace(unit, threads=threads) for unit in pending]
+        folder = units[0].checkpoints
         for records in runs.map(play_match, units):
             for record in records:
                 store.write_match(record)
                 if is_failed(record):
                     failed[record["match_id"]] = record
+            if folder:  # stored: the unit's checkpoint has served
+                checkpoint.discard(folder, [record["match_id"] for record in records])
             report.played += len(records)
             bar.advance(task, len(records))
     return failed

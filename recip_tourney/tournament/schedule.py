@@ -62,6 +62,11 @@ class MatchSpec:
     #: Cores the worker may use for the match's independent computations (a Coins match's
     #: two learners' updates, the estimator's model groups); the numbers do not depend on it.
     threads: int = field(default=1, compare=False)
+    #: Folder where a game that supports it keeps mid-match checkpoints of the unit
+    #: (:mod:`recip_tourney.tournament.checkpoint`), and the seconds between them; None:
+    #: none. Neither changes a number.
+    checkpoints: str | None = field(default=None, compare=False)
+    checkpoint_every_s: float = field(default=600.0, compare=False)
 
     def without(self, finished: set[str]) -> MatchSpec | None:
         """The same unit minus finished match ids; None when nothing is left."""
