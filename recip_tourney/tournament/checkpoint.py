@@ -72,9 +72,7 @@ class MatchCheckpoint:
         """The checkpoint file."""
         return checkpoint_path(self.spec.checkpoints, [s.match_id for s in self.spec.seeds])
 
-    def load(self) -> Any | None:
-        """The saved state, or None when there is none or it is not this unit's under this
-        code (a checkpoint that cannot be read is treated as absent: the unit starts over)."""
+    def _read(self) -> dict[str, Any] | None:
         try:
             saved = torch.load(self.path, map_location="cpu", weights_only=False)
         except FileNotFoundError:
@@ -83,15 +81,27 @@ class MatchCheckpoint:
             return None
         if not isinstance(saved, dict) or saved.get("stamp") != _stamp(self.spec):
             return None
+        return saved
+
+    def load(self) -> Any | None:
+        """The saved state, or None when there is none or it is not this unit's under this
+        code (a checkpoint that cannot be read is treated as absent: the unit starts over)."""
+        saved = self._read()
         self._last = time.monotonic()
-        return saved["state"]
+        return None if saved is None else saved["state"]
+
+    def episodes_done(self) -> int | None:
+        """How many episodes the usable checkpoint holds; None when there is none."""
+        saved = self._read()
+        return None if saved is None else int(saved["episodes"])
 
     def due(self) -> bool:
         """Whether ``checkpoint_every_s`` seconds have passed since the last save or load."""
         return time.monotonic() - self._last >= self.spec.checkpoint_every_s
 
-    def save(self, state: Any) -> None:
-        """Write ``state`` atomically (a temporary file, then a rename).
+    def save(self, state: Any, episodes: int) -> None:
+        """Write ``state``, the unit after ``episodes`` episodes, atomically (a temporary
+        file, then a rename).
 
         A write that fails (a full disk, a read-only folder) is skipped: the checkpoint is
         only a shortcut, and the match goes on; the results directory reports write errors
@@ -101,7 +111,7 @@ class MatchCheckpoint:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"stamp": _stamp(self.spec), "state": state}, tmp)
+            torch.save({"stamp": _stamp(self.spec), "episodes": episodes, "state": state}, tmp)
             os.replace(tmp, path)
         except (OSError, RuntimeError):  # torch's writer reports a full disk as RuntimeError
             with contextlib.suppress(OSError):

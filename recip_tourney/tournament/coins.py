@@ -298,7 +298,7 @@ def play_coins(spec: MatchSpec) -> list[dict[str, Any]]:
             for key, value in match.play_episode().items():
                 curves[key].append(value.detach().double().cpu())
             if checkpoint is not None and episode + 1 < s.episodes and checkpoint.due():
-                checkpoint.save({"match": match, "curves": curves})
+                checkpoint.save({"match": match, "curves": curves}, episodes=match.episode)
     finally:
         pool.close()
     stacked = {key: torch.stack(values, dim=1) for key, values in curves.items()}  # (S, E)

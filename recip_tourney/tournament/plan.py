@@ -23,6 +23,7 @@ from recip_tourney.config import Config
 from recip_tourney.errors import UserError
 from recip_tourney.pretrain.artifacts import ensure
 from recip_tourney.pretrain.cache import ArtifactCache
+from recip_tourney.tournament.checkpoint import FOLDER, MatchCheckpoint
 from recip_tourney.tournament.match import play_match
 from recip_tourney.tournament.runner import manifest_for, pairing_artifacts, schedule
 from recip_tourney.tournament.schedule import MatchSpec, stable_hash
@@ -39,13 +40,19 @@ class PairingCost:
     episodes: int  # the game's learning length per match
     seconds_per_episode: float | None = None  # from the calibration; None: not timed
     note: str = ""
+    resumes_after: int = 0  # episodes already played, kept in a mid-match checkpoint
+
+    @property
+    def episodes_left(self) -> int:
+        """Episodes each of its matches still has to play."""
+        return self.episodes - self.resumes_after
 
     @property
     def per_match_s(self) -> float | None:
         """Estimated seconds of one match (one seed) on one core."""
         if self.seconds_per_episode is None:
             return None
-        return self.seconds_per_episode * self.episodes
+        return self.seconds_per_episode * self.episodes_left
 
     @property
     def total_s(self) -> float | None:
@@ -143,6 +150,10 @@ def plan_tournament(
         cost = PairingCost(unit.agent.name, unit.opponent.name, len(unit.seeds),
                            int(unit.settings[length]))
         plan.pairings.append(cost)
+        saved = MatchCheckpoint(replace(unit, checkpoints=str(store.path / FOLDER)))
+        if (episodes := saved.episodes_done()) is not None:
+            cost.resumes_after = episodes
+            cost.note = f"resumes from its checkpoint after episode {episodes}"
         if calibration_episodes < 1:
             continue
         try:
@@ -164,7 +175,7 @@ def plan_tournament(
     for i, key in timed_by.items():
         elapsed, note = timings[key]
         cost = plan.pairings[i]
-        cost.note = note
+        cost.note = "; ".join(n for n in (cost.note, note) if n)
         if elapsed is not None:
             cost.seconds_per_episode = elapsed / min(calibration_episodes, cost.episodes)
     return plan
@@ -184,13 +195,13 @@ def plan_table(plan: Plan) -> Table:
     """The plan's pairings as a terminal table."""
     table = Table(title=f"{plan.game}: matches still to play, estimated on one core",
                   title_justify="left")
-    for column in ("agent", "opponent", "seeds", "episodes", "s / episode", "per match",
+    for column in ("agent", "opponent", "seeds", "episodes left", "s / episode", "per match",
                    "all seeds"):
         table.add_column(column, justify="left" if column in ("agent", "opponent") else "right")
     table.add_column("note")
     for p in plan.pairings:
         per_episode = "-" if p.seconds_per_episode is None else f"{p.seconds_per_episode:.3g}"
-        table.add_row(Text(p.agent), Text(p.opponent), str(p.seeds), str(p.episodes),
+        table.add_row(Text(p.agent), Text(p.opponent), str(p.seeds), str(p.episodes_left),
                       per_episode, duration(p.per_match_s), duration(p.total_s), Text(p.note))
     return table
 
