@@ -5,7 +5,7 @@ A checkpoint is the whole state of a work unit between two episodes (networks, o
 moments, the influence estimator and its buffer, every generator's state, the curves so
 far), pickled with :func:`torch.save`. It is a cache, not a result: it is written
 atomically next to the results (``DIR/checkpoints/UNIT.pt``), read only by the same unit
-under the same code (package and torch versions, the unit's match ids), deleted once the
+under the same code (the package's sources and the torch version), deleted once the
 unit's records are stored, and ignored (with the match replayed from its start) whenever it
 cannot be used. Restoring it continues the exact computation: the resumed match's records
 are bit-identical to an uninterrupted one's (``tests/test_checkpoints.py``).
@@ -14,6 +14,8 @@ are bit-identical to an uninterrupted one's (``tests/test_checkpoints.py``).
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -39,12 +41,26 @@ def checkpoint_path(directory: str | Path, match_ids: list[str] | tuple[str, ...
     return Path(directory) / f"{unit_key(match_ids)}.pt"
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A digest of the package's Python sources: a checkpoint pickles the package's objects,
+    so only the very code that wrote it may read it (a version number is not enough between
+    releases)."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
 def _stamp(spec: MatchSpec) -> dict[str, Any]:
     """What a checkpoint must match to be restored: the unit and the code that computes it."""
     return {
         "matches": sorted(slot.match_id for slot in spec.seeds),
         "settings_hash": spec.settings_hash,
         "version": __version__,
+        "code": code_digest(),
         "torch": torch.__version__,
     }
 
@@ -93,7 +109,7 @@ class MatchCheckpoint:
     def episodes_done(self) -> int | None:
         """How many episodes the usable checkpoint holds; None when there is none."""
         saved = self._read()
-        return None if saved is None else int(saved["episodes"])
+        return None if saved is None else int(saved.get("episodes", 0))
 
     def due(self) -> bool:
         """Whether ``checkpoint_every_s`` seconds have passed since the last save or load."""
