@@ -174,7 +174,7 @@ def test_a_killed_run_resumes_its_match_from_the_checkpoint_to_the_same_table(tm
     plan = ok("run", *RUN, "--out", out, "--dry-run", "--calibrate", "0").stdout
     assert "resumes from its checkpoint after episode" in plan
     resumed = ok("run", *RUN, "--out", out, "--checkpoint-every", "0")
-    assert "1 unfinished match unit(s) resume from their checkpoints" in resumed.stderr
+    assert "1 unfinished match unit(s) have checkpoints" in resumed.stderr
     assert payoff_csv(out) == payoff_csv(reference)
     assert not list(folder.glob("*")), "checkpoints of stored matches are deleted"
 

@@ -234,14 +234,16 @@ def run_tournament(
             every = 60.0 * checkpoint_minutes if checkpoint_minutes > 0 else math.inf
             pending = [replace(unit, checkpoints=str(folder), checkpoint_every_s=every)
                        for unit in pending]
-            resumable = sum(
-                checkpoint.checkpoint_path(folder, [s.match_id for s in unit.seeds]).exists()
+            resumable = sum(  # a unit's checkpoint, or (dask) those of its seeds played apart
+                any(checkpoint.checkpoint_path(folder, ids).exists()
+                    for ids in [[s.match_id for s in unit.seeds]]
+                    + [[s.match_id] for s in unit.seeds])
                 for unit in pending
             )
             if resumable:
-                console.print(f"[yellow]{resumable} unfinished match unit(s) resume from their "
-                              f"checkpoints in {folder}[/yellow]", highlight=False,
-                              soft_wrap=True)
+                console.print(f"[yellow]{resumable} unfinished match unit(s) have checkpoints "
+                              f"in {folder}; those this code wrote resume from them[/yellow]",
+                              highlight=False, soft_wrap=True)
             failed |= _play(pending, store, report, config.game, backend, jobs, scheduler,
                             console, progress)
         report.failed = _failures(failed, specs)
