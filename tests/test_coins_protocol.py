@@ -185,6 +185,32 @@ def test_reciprocator_logs_nan_during_warm_up_then_its_balance():
     assert "opponent.reciprocal_reward" not in record["curves"]
 
 
+def test_reciprocator_logs_the_per_step_spread_of_both_reward_terms():
+    spec = make_spec("reciprocator", "nl", seeds=(4,))
+    settings = CoinsSettings(**spec.settings)
+    with worker_numerics():
+        match = CoinsMatch(spec, settings)
+        for _ in range(settings.init_episodes):
+            stats = match.play_episode()
+        assert stats["agent.reward_step_std"].isnan().all()
+        seen = {}
+        real = match.players[0].learn
+
+        def learn(episode, rewards):  # noqa: ANN001, ANN202 - the shaped rewards PPO gets
+            seen["extrinsic"], seen["shaped"] = episode.own_reward.clone(), rewards.clone()
+            return real(episode, rewards)
+
+        match.players[0].learn = learn
+        stats = match.play_episode()
+    weight = match.players[0].weight
+    rr = (seen["shaped"] - seen["extrinsic"]) / weight  # w x rr was added to the reward
+    assert stats["agent.reward_step_std"].item() == pytest.approx(
+        seen["extrinsic"].std().item(), rel=1e-12)
+    assert stats["agent.reciprocal_reward_step_std"].item() == pytest.approx(
+        rr.std().item(), rel=1e-9)
+    assert stats["agent.reciprocal_reward_step_std"].item() > 0
+
+
 @pytest.mark.parametrize("pair", [("reciprocator", "nl"), ("nl", "reciprocator")])
 def test_a_seed_gives_the_same_record_alone_or_batched(pair):
     together = play_match(make_spec(*pair, seeds=(21, 22)))

@@ -104,6 +104,11 @@ def _per_seed_mean(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([x[:, s].double().mean() for s in range(x.shape[1])])
 
 
+def _per_seed_std(x: torch.Tensor) -> torch.Tensor:
+    """Standard deviation over the T B steps of (T, S, B), seed by seed."""
+    return torch.stack([x[:, s].contiguous().double().std() for s in range(x.shape[1])])
+
+
 @register_agent(
     "reciprocator",
     games=("coins",),
@@ -133,7 +138,7 @@ class CoinsReciprocator(CoinsPPOAgent):
     def end_episode(self, episode: CoinsEpisode) -> dict[str, torch.Tensor]:
         """Shape the episode's rewards and update; log the balance and reciprocal reward."""
         names = ("reciprocal_reward", "end_balance", "influence_on_other",
-                 "influence_of_other")
+                 "influence_of_other", "reciprocal_reward_step_std", "reward_step_std")
         if not episode.learning or episode.influence is None:
             nan = torch.full((self.setup.seeds,), float("nan"), dtype=torch.float64)
             return dict.fromkeys(names, nan)
@@ -141,7 +146,7 @@ class CoinsReciprocator(CoinsPPOAgent):
         vi = episode.influence
         x, y, z = vi[..., me, other], vi[..., other, me], vi[..., other, other]
         rr, balance = reciprocal_reward(x, y, z, self.params.gamma, self.params.rr_type)
-        logged = rr.sum(0)  # per game: the episode's reciprocal reward (T summed)
+        logged, raw = rr.sum(0), rr  # per game: the episode's reciprocal reward (T summed)
         if self.params.normalize_rr:
             rr = torch.stack([(rr[:, s] - rr[:, s].mean()) / (rr[:, s].std() + 1e-7)
                               for s in range(rr.shape[1])], dim=1)
@@ -154,4 +159,6 @@ class CoinsReciprocator(CoinsPPOAgent):
             _per_seed_mean(balance[-1:]),
             _per_seed_mean(x),
             _per_seed_mean(y),
+            _per_seed_std(raw),  # the spread of the two terms PPO sums, step by step
+            _per_seed_std(episode.own_reward),
         ), strict=True))
