@@ -16,6 +16,7 @@ from recip_tourney.envs import coins as env
 from recip_tourney.tournament.coins import CoinsMatch, CoinsSettings, play_coins
 from recip_tourney.tournament.match import play_match, worker_numerics
 from recip_tourney.tournament.schedule import MatchSpec, Player, SeedSlot
+from recip_tourney.tournament.store import is_failed
 
 GAME = "coins"
 SMALL = {
@@ -137,6 +138,18 @@ def test_episode_statistics_are_consistent_with_the_reward_rule():
         assert c["reward"][e] == pytest.approx(c["coins"][e] - 2 * mine_taken)
         assert c["opponent_reward"][e] == pytest.approx(c["opponent_coins"][e] - 2 * theirs_taken)
         assert c["coins"][e] == pytest.approx(c["own_coins"][e] + c["other_coins"][e])
+        for p in ("", "opponent_"):  # the episode's own-coin share, logged as such
+            assert c[f"{p}own_share"][e] == pytest.approx(c[f"{p}own_coins"][e] / c[f"{p}coins"][e])
+
+
+def test_the_share_of_an_episode_without_coins_is_nan_and_the_match_is_not_failed():
+    # B 1 x T 1 from a draw where the stay-put random players take no coin
+    records = play_match(make_spec("random", "random", seeds=tuple(range(8)), batch=1, steps=1,
+                                   episodes=1))
+    empty = [r for r in records if r["curves"]["coins"] == [0.0]]
+    assert empty, "some seed should take no coin in one step"
+    assert all(math.isnan(r["curves"]["own_share"][0]) and not is_failed(r)
+               for r in empty)
 
 
 def test_records_hold_summary_cooperation_and_curves_per_seed():

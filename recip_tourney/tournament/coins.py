@@ -257,6 +257,8 @@ class CoinsMatch:
             out[f"{prefix}own_coins"] = own[:, k]
             out[f"{prefix}other_coins"] = total[:, k] - own[:, k]
             out[f"{prefix}coins"] = total[:, k]
+            # own coins / all coins it took, over the B games; NaN when it took none
+            out[f"{prefix}own_share"] = own[:, k] / total[:, k]
         return out
 
 
