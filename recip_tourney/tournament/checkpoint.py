@@ -109,7 +109,7 @@ class MatchCheckpoint:
     def episodes_done(self) -> int | None:
         """How many episodes the usable checkpoint holds; None when there is none."""
         saved = self._read()
-        return None if saved is None else int(saved.get("episodes", 0))
+        return None if saved is None else int(saved["episodes"])
 
     def due(self) -> bool:
         """Whether ``checkpoint_every_s`` seconds have passed since the last save or load."""
