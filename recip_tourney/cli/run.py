@@ -101,7 +101,7 @@ def run(
     choice(backend, BACKENDS, "backend")
     if scheduler and backend != "dask":
         raise UserError("--scheduler is the address of a dask scheduler: add --backend dask")
-    if checkpoint_every < 0:
+    if not checkpoint_every >= 0:  # NaN too
         raise UserError(f"--checkpoint-every must be 0 or more minutes, got {checkpoint_every}")
     if calibrate < 0:
         raise UserError(f"--calibrate must be 0 or more episodes, got {calibrate}")
