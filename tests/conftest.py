@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from recip_tourney.tournament.store import RUN_SCHEMA, ResultsDir
 
@@ -158,3 +159,31 @@ def _private_pretraining_cache(tmp_path_factory: pytest.TempPathFactory) -> None
     import os
 
     os.environ["RECIP_TOURNEY_CACHE"] = str(tmp_path_factory.mktemp("pretraining-cache"))
+
+
+# -- devices ---------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` need CUDA: without it they are skipped, saying why."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch sees none)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def strict_device() -> Any:
+    """Make tensors created without an explicit device land on torch's ``meta`` device.
+
+    A match run with ``device="cpu"`` under this fixture fails wherever the code creates a
+    tensor without naming the match's device and mixes it with the match's own tensors:
+    exactly what would break on cuda, found on a machine without a GPU.
+    """
+    torch.set_default_device("meta")
+    try:
+        yield
+    finally:
+        torch.set_default_device(None)

@@ -29,6 +29,7 @@ from recip_tourney.agents.coins_agent import (
 )
 from recip_tourney.agents.coins_influence import CoinsVoI
 from recip_tourney.agents.coins_influence_q import FutureQInfluence
+from recip_tourney.device import DeviceName, resolve_device
 from recip_tourney.envs import coins as env
 from recip_tourney.registry import register_game
 from recip_tourney.tournament.checkpoint import MatchCheckpoint
@@ -100,7 +101,7 @@ class CoinsSettings(BaseModel):
         default_factory=InfluenceSettings, description="the shared influence estimator"
     )
     dtype: Literal["float32", "float64"] = Field("float32", description="floating type")
-    device: Literal["auto", "cpu", "cuda"] = Field(
+    device: DeviceName = Field(
         "cpu", description="where tensors live; auto = cuda when available"
     )
 
@@ -120,15 +121,6 @@ class CoinsSettings(BaseModel):
         if self.influence.model != "auto":
             return self.influence.model
         return "transition" if self.grid == TRANSITION_GRID else "future_q"
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("settings.device is cuda but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def _uniform(generators: list[torch.Generator], shape: tuple[int, ...], dtype) -> torch.Tensor:
