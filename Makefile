@@ -3,6 +3,8 @@
 #   make test   create .venv, install, ruff + pytest + the golden payoff-matrix checks
 #   make golden regenerate tests/golden/<game>.csv on purpose (see README)
 #   make bench  the speed benchmark (by hand, not part of the tests)
+#   make gpu-check  on a machine with CUDA and torch already (no network needed): install
+#               this package without touching torch, run the GPU tests and benchmarks, one table
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,7 +18,10 @@ JOBS ?= 2
 # extra arguments of the default run, e.g. `make run RUN_ARGS="--jobs 1"`
 RUN_ARGS ?=
 
-.PHONY: install run test lint golden bench clean
+# gpu-check: the python that has a CUDA torch (its torch is used as it is)
+GPU_PYTHON ?= python3
+
+.PHONY: install run test lint golden bench clean gpu-check
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +57,13 @@ bench: install
 	$(BIN)/python benchmarks/bench_ipd_analytic.py
 	$(BIN)/python benchmarks/bench_mfos.py --mmaml 5
 	$(BIN)/python benchmarks/bench_ipd_rollout.py
+
+# Wheels in .whl/ (e.g. pydantic, for a machine without network) are installed first.
+gpu-check:
+	@if ls .whl/*.whl >/dev/null 2>&1; then \
+	  $(GPU_PYTHON) -m pip install -q --no-index --no-deps .whl/*.whl; fi
+	$(GPU_PYTHON) -m pip install -q --no-deps --no-build-isolation -e .
+	$(GPU_PYTHON) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

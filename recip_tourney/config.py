@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recip_tourney import registry
+from recip_tourney.device import NoCudaError, resolve_device_name
 from recip_tourney.errors import UserError
 from recip_tourney.tournament.schedule import Player, stable_hash
 
@@ -56,8 +57,19 @@ class Config:
 
     @property
     def settings_hash(self) -> str:
-        """Hash of what shapes every match (game, master seed, settings), not the roster."""
-        return stable_hash([self.game, self.seed, self.settings.model_dump()])
+        """Hash of what shapes every match (game, master seed, settings), not the roster.
+
+        The device is left out: a match is the same experiment on the CPU or a GPU (each
+        record says where it ran), so a results directory may hold both and a match
+        checkpointed on one may finish on the other.
+        """
+        settings = self.settings.model_dump(exclude={"device"})
+        return stable_hash([self.game, self.seed, settings])
+
+    @property
+    def device(self) -> str:
+        """The device the matches run on (``settings.device`` with ``auto`` resolved)."""
+        return resolve_device_name(getattr(self.settings, "device", "cpu"))
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (what the results directory records)."""
@@ -174,6 +186,10 @@ def resolve(data: dict[str, Any]) -> Config:
     assert isinstance(top, TournamentFile)
     info = registry.game(top.game)
     settings = _validate(info.settings, top.settings, "settings")
+    try:
+        resolve_device_name(getattr(settings, "device", "cpu"))
+    except NoCudaError as exc:
+        raise UserError(str(exc)) from None
     known = {a.name: a for a in registry.agents(top.game)}
     for name in top.agents:
         if name not in known:

@@ -10,9 +10,14 @@ device is part of a run's settings: a results directory holds one device's match
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 import torch
+
+# cuBLAS gives the same bits run after run only with a fixed workspace; it must be set before
+# the first product on the GPU (torch's deterministic mode, on in GPU matches, asks for it).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 #: The values of ``settings.device`` and of ``--device``.
 DeviceName = Literal["auto", "cpu", "cuda"]

@@ -20,7 +20,7 @@ from recip_tourney.tournament.runner import schedule
 GAME = "ipd-analytic"
 PAPER_ROSTER = ["nl", "lola", "mmaml", "mfos", "reciprocator"]
 AGENTS = sorted(a.name for a in registry.agents(GAME))
-SETTINGS_KEYS = ["gamma", "batch", "updates", "warmup_updates", "init_std", "dtype"]
+SETTINGS_KEYS = ["gamma", "batch", "updates", "warmup_updates", "init_std", "dtype", "device"]
 
 
 def write(path: Path, text: str) -> Path:

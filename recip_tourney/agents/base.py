@@ -18,6 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from recip_tourney import registry
+from recip_tourney.envs.ipd import upload
 from recip_tourney.envs.ipd_analytic import AnalyticIPD, View
 
 if TYPE_CHECKING:
@@ -109,7 +110,8 @@ class AnalyticAgent(Pretrainable, ABC):
     params : Params
         The agent's validated parameters.
     game : AnalyticIPD
-        The game (discount, dtype) the agent plays.
+        The game (discount, dtype, device) the agent plays; the agent's tensors live on the
+        game's device.
     init_std : float
         Standard deviation of the N(0, std) initial logits of learning agents.
     """
@@ -128,16 +130,24 @@ class AnalyticAgent(Pretrainable, ABC):
         self.game = game
         self.init_std = init_std
 
+    @property
+    def device(self) -> torch.device:
+        """Where the agent's tensors live: its game's device."""
+        return self.game.device
+
     def prepare(self, match: MatchContext) -> None:  # noqa: B027 - optional hook
         """Called once before a match with its seeds and this agent's artifacts."""
 
     def initial_logits(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Starting logits, state-major (5, batch): i.i.d. N(0, init_std) by default.
 
-        Drawn game by game in float64 and then cast, so float32 and float64 runs start alike.
+        Drawn game by game in float64 and then cast, so float32 and float64 runs start alike;
+        drawn on the generator's device (the CPU) and then moved to the game's, so a seed
+        starts from the same numbers on every device.
         """
-        draw = torch.randn(batch, 5, generator=generator, dtype=torch.float64)
-        return (draw * self.init_std).T.contiguous().to(self.game.dtype)
+        draw = torch.randn(batch, 5, generator=generator, dtype=torch.float64,
+                           device=generator.device)
+        return upload((draw * self.init_std).T.contiguous().to(self.game.dtype), self.device)
 
     @abstractmethod
     def update(self, view: View, other_next: torch.Tensor | None = None) -> torch.Tensor:

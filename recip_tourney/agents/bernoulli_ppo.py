@@ -20,6 +20,11 @@ on it in ``tests/test_bernoulli_ppo.py``), for a per-epoch cost of one pass over
 to sum the advantages. Every network is stacked over the S seeds of a match: seed s has
 its own weights, optimiser state and samples, and the loss is the sum of the seeds' losses,
 so seeds never mix (Adam is elementwise).
+
+On a GPU the per-group sums are products with a one-hot table of the samples' groups (made
+once per update): ``torch.bincount`` there reads its largest index back to the host, and a
+deterministic ``index_add_`` is a sort per call (it was 90% of an episode's GPU time). On the
+CPU the code is the one the golden numbers were made with.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from torch.nn import functional
 
 from recip_tourney.agents.flat_adam import adam_update
 from recip_tourney.agents.returns import discounted_returns
-from recip_tourney.envs.ipd import STATES
+from recip_tourney.envs.ipd import STATES, upload
 from recip_tourney.envs.ipd_rollout import OBSERVATION_FEATURES, per_seed
 
 N_STATES, N_ACTIONS = len(STATES), 2
@@ -41,10 +46,23 @@ N_STATES, N_ACTIONS = len(STATES), 2
 def _linear_init(
     fan_in: int, shape: tuple[int, ...], generators: list[torch.Generator]
 ) -> torch.Tensor:
-    """``nn.Linear``'s default initialisation U(-1/sqrt(fan_in), 1/sqrt(fan_in)), per seed."""
+    """``nn.Linear``'s default initialisation U(-1/sqrt(fan_in), 1/sqrt(fan_in)), per seed,
+    drawn on the generators' device (the CPU)."""
     bound = 1.0 / math.sqrt(fan_in)
-    draws = [torch.rand(shape, generator=g, dtype=torch.float64) for g in generators]
+    draws = [torch.rand(shape, generator=g, dtype=torch.float64, device=g.device)
+             for g in generators]
     return (torch.stack(draws) * 2 - 1) * bound
+
+
+def one_hot(ids: torch.Tensor, groups: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(..., groups)`` indicators of ``ids`` (each below ``groups``) in ``dtype``; sums per
+    group are then products with it, with no read-back to the host."""
+    return (ids.unsqueeze(-1) == torch.arange(groups, device=ids.device)).to(dtype)
+
+
+def seed_major(x: torch.Tensor) -> torch.Tensor:
+    """A time-major ``(T, S, B)`` tensor as ``(S, T * B)``: each seed's samples in a row."""
+    return x.transpose(0, 1).reshape(x.shape[1], -1)
 
 
 class MemoryOneNets:
@@ -63,6 +81,8 @@ class MemoryOneNets:
         One per seed: draws that seed's initial weights, layer by layer as ``nn.Linear``
         (actor's three layers, then the critic's).
     dtype : torch.dtype
+    device : torch.device or str
+        Where the parameters live (drawn on the CPU and moved there in one copy).
 
     Attributes
     ----------
@@ -73,22 +93,27 @@ class MemoryOneNets:
     NETS = ("actor", "critic")
 
     def __init__(
-        self, hidden: int, generators: list[torch.Generator], dtype: torch.dtype
+        self,
+        hidden: int,
+        generators: list[torch.Generator],
+        dtype: torch.dtype,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.hidden = h = hidden
         self.layers = ((2, h), (h, h), (h, 1))  # (fan_in, fan_out)
         sizes = [n for fan_in, fan_out in self.layers for n in (fan_out * fan_in, fan_out)]
         seeds = len(generators)
-        self.flat = torch.empty(seeds, 2, sum(sizes), dtype=dtype)
+        flat = torch.empty(seeds, 2, sum(sizes), dtype=dtype, device="cpu")
         for net in range(2):
             offset = 0
             for fan_in, fan_out in self.layers:
                 for shape in ((fan_out, fan_in), (fan_out,)):
                     size = math.prod(shape)
                     draw = _linear_init(fan_in, shape, generators).reshape(seeds, size)
-                    self.flat[:, net, offset : offset + size] = draw.to(dtype)
+                    flat[:, net, offset : offset + size] = draw.to(dtype)
                     offset += size
-        self.inputs = torch.tensor(OBSERVATION_FEATURES, dtype=dtype)
+        self.flat = upload(flat, device)
+        self.inputs = torch.tensor(OBSERVATION_FEATURES, dtype=dtype, device=self.flat.device)
         self._layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._layers_of: torch.Tensor | None = None
 
@@ -181,27 +206,31 @@ class GroupSums:
 
     Attributes
     ----------
-    returns : Tensor, (N_all,)
-        Standardised returns of every sample, in (step, seed, game) order.
+    returns : Tensor, (N_all,), or (S, T x B) with ``groups``
+        Standardised returns of every sample, in (step, seed, game) order (seed-major).
     state_id, group_id : Tensor of long, (N_all,)
-        ``seed * 5 + state`` and ``state_id * 2 + action`` of every sample.
+        ``seed * 5 + state`` and ``state_id * 2 + action`` of every sample; with ``groups``
+        (a GPU), ``state_id`` is (S, T x B) and holds the state alone, ``group_id`` is None.
     count, total : Tensor, (S, 5, 2)
         Samples and sum of returns per group (summed in float64).
     state_count, state_total, squares : Tensor, (S, 5)
         Samples, sum of returns and of squared returns per (seed, state).
     samples : int
         Samples per seed, T x B (the loss is a mean over them).
+    groups : Tensor, (S, T x B, 10), optional
+        On a GPU: each sample's group ``state * 2 + action`` as a one-hot row.
     """
 
     returns: torch.Tensor
     state_id: torch.Tensor
-    group_id: torch.Tensor
+    group_id: torch.Tensor | None
     count: torch.Tensor
     total: torch.Tensor
     state_count: torch.Tensor
     state_total: torch.Tensor
     squares: torch.Tensor
     samples: int
+    groups: torch.Tensor | None = None
 
 
 class GroupedPPO:
@@ -254,8 +283,10 @@ class GroupedPPO:
         """Standardise the episode's returns and sum them per (seed, state, action)."""
         steps, seeds, batch = obs.shape
         dtype = self.nets.flat.dtype
+        if obs.device.type != "cpu":
+            return self._group_sums_dense(obs, actions, rewards)
         returns = self.standardised_returns(rewards.to(dtype)).reshape(-1)
-        seed_offset = torch.arange(seeds).view(1, seeds, 1) * N_STATES
+        seed_offset = torch.arange(seeds, device=obs.device).view(1, seeds, 1) * N_STATES
         state_id = (obs + seed_offset).reshape(-1)
         group_id = state_id * N_ACTIONS + actions.reshape(-1)
         n_groups = seeds * N_STATES * N_ACTIONS
@@ -270,6 +301,25 @@ class GroupedPPO:
             squares.view(seeds, N_STATES).to(dtype), steps * batch,
         )
 
+    def _group_sums_dense(
+        self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor
+    ) -> GroupSums:
+        """:meth:`group_sums` on a GPU: sums as products with the samples' one-hot groups."""
+        steps, seeds, batch = obs.shape
+        dtype = self.nets.flat.dtype
+        returns = seed_major(self.standardised_returns(rewards.to(dtype)))  # (S, N)
+        state = seed_major(obs)
+        groups = one_hot(state * N_ACTIONS + seed_major(actions), N_STATES * N_ACTIONS,
+                         torch.float64)
+        wide = returns.to(torch.float64)  # the once-per-update sums, accurately
+        sums = torch.bmm(torch.stack((torch.ones_like(wide), wide, wide * wide), 1), groups)
+        count, total, squares = sums.view(seeds, 3, N_STATES, N_ACTIONS).unbind(1)
+        return GroupSums(
+            returns, state, None, count.to(dtype), total.to(dtype), count.sum(-1).to(dtype),
+            total.sum(-1).to(dtype), squares.sum(-1).to(dtype), steps * batch,
+            groups.to(dtype),
+        )
+
     def loss_and_gradient(
         self, sums: GroupSums, old_log_pi: torch.Tensor, with_loss: bool = True
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -282,9 +332,14 @@ class GroupedPPO:
         """
         logits, values, hidden = self.nets.forward()
         # advantages G - V(s), V held constant: their positive and negative sums per group
-        v_sample = values.reshape(-1).index_select(0, sums.state_id)
-        positive = torch.zeros(sums.count.numel(), dtype=values.dtype).index_add_(
-            0, sums.group_id, (sums.returns - v_sample).clamp_(min=0.0)).view_as(sums.count)
+        if sums.groups is None:
+            v_sample = values.reshape(-1).index_select(0, sums.state_id)
+            zeros = torch.zeros(sums.count.numel(), dtype=values.dtype, device=values.device)
+            positive = zeros.index_add_(
+                0, sums.group_id, (sums.returns - v_sample).clamp_(min=0.0)).view_as(sums.count)
+        else:
+            gain = (sums.returns - values.gather(1, sums.state_id)).clamp_(min=0.0)
+            positive = torch.bmm(gain.unsqueeze(1), sums.groups).view_as(sums.count)
         negative = sums.total - sums.count * values.unsqueeze(-1) - positive
         count, total = sums.state_count, sums.state_total
 

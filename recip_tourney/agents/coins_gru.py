@@ -95,6 +95,10 @@ class ConvGRUNets:
         Side g of the torus.
     actions : int
         Actor outputs (5 moves).
+    device : torch.device or str, optional
+        Where the parameters and index tables live (default: the CPU). The initial weights
+        are drawn on the CPU from the seeds' generators and moved there, so they are the same
+        numbers on every device.
 
     Attributes
     ----------
@@ -118,6 +122,7 @@ class ConvGRUNets:
         dtype: torch.dtype = torch.float32,
         grid: int = 3,
         actions: int = N_ACTIONS,
+        device: torch.device | str | None = None,
     ) -> None:
         if hidden % 4:
             raise ValueError(f"hidden must be a multiple of 4, got {hidden}")
@@ -126,8 +131,9 @@ class ConvGRUNets:
         self.channels, self.kernel, self.actions = hidden // 4, kernel_size(grid), actions
         self.cells = grid * grid
         self.features = in_channels * self.cells
-        self.conv1 = CirculantConv(in_channels, self.channels, grid, self.kernel)
-        self.conv2 = CirculantConv(self.channels, self.channels, grid, self.kernel)
+        device = torch.device("cpu") if device is None else torch.device(device)
+        self.conv1 = CirculantConv(in_channels, self.channels, grid, self.kernel, device)
+        self.conv2 = CirculantConv(self.channels, self.channels, grid, self.kernel, device)
         h, c, k = hidden, self.channels, self.kernel
         fc = c * self.cells
         conv_in1, conv_in2 = in_channels * k * k, c * k * k
@@ -140,8 +146,10 @@ class ConvGRUNets:
                                              ((1, h), h), ((1,), h)))
         self.head_size = sum(s.size for s in self.head.values())
         seeds = self.seeds
-        self.flat = torch.empty(seeds * (2 * self.body_size + self.head_size), dtype=dtype)
-        body, heads = self.split(self.flat)
+        # drawn and assembled on the CPU (the seeds' generators), then moved
+        flat = torch.empty(seeds * (2 * self.body_size + self.head_size), dtype=dtype,
+                           device="cpu")
+        body, heads = self.split(flat)
         for net, name in enumerate(self.NETS):
             for slot in self.body.values():
                 draw = seeded_uniform(slot.shape, slot.bound, generators).view(seeds, -1)
@@ -150,10 +158,11 @@ class ConvGRUNets:
                 if key.startswith(name):
                     draw = seeded_uniform(slot.shape, slot.bound, generators).view(seeds, -1)
                     heads[:, slot.offset : slot.offset + slot.size] = draw.to(dtype)
+        self.flat = flat.to(device)
         # translations of the torus acting on the linear layer's input columns (c, cell)
-        shift = torus_shift(grid)
+        shift = torus_shift(grid, device)
         unshift = torch.argsort(shift, dim=1)  # unshift[tau, shift[tau, x]] = x
-        offsets = (torch.arange(c) * self.cells).view(1, c, 1)
+        offsets = (torch.arange(c, device=device) * self.cells).view(1, c, 1)
         self.shifted_columns = (offsets + shift.unsqueeze(1)).reshape(self.cells, fc)
         self.unshifted_columns = (offsets + unshift.unsqueeze(1)).reshape(self.cells, fc)
         self._unshift = unshift
@@ -172,6 +181,11 @@ class ConvGRUNets:
     @property
     def dtype(self) -> torch.dtype:
         return self.flat.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live."""
+        return self.flat.device
 
     @property
     def n_observations(self) -> int:
@@ -213,8 +227,9 @@ class ConvGRUNets:
         channel 0 at cell 0, channel c >= 1 at cell ``(rho // (g^2)^(c-1)) % g^2`` in row rho."""
         if self._table_inputs is None:
             reps = self.cells ** (self.in_channels - 1)
-            rho = torch.arange(reps)
-            x = torch.zeros(reps, self.in_channels, self.cells, dtype=self.dtype)
+            rho = torch.arange(reps, device=self.device)
+            x = torch.zeros(reps, self.in_channels, self.cells, dtype=self.dtype,
+                            device=self.device)
             x[:, 0, 0] = 1
             for ch in range(1, self.in_channels):
                 x[rho, ch, (rho // self.cells ** (ch - 1)) % self.cells] = 1

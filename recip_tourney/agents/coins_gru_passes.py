@@ -154,7 +154,7 @@ class Workspace:
             dout=new(models, h, steps, batch), logits=new(seeds, actions, samples),
             values=new(seeds, 1, samples), gh_n=new(models, h, batch),
             dsig=new(models, 3 * h, batch), n=new(models, h, batch), d=new(models, h, batch),
-            grad=torch.empty_like(like), minus_one=like.new_tensor(-1.0),
+            grad=torch.empty_like(like), minus_one=like.new_full((), -1.0),
         )
 
 

@@ -128,6 +128,9 @@ class CoinsVoI(InfluenceModels):
     dtype : torch.dtype
     betas, eps : tuple of float, float
         Adam's, as ``torch.optim.Adam``.
+    device : torch.device or str, optional
+        Where the models, their Adam state, the buffer and the fits live (default: the
+        CPU); the seeds' draws are made on the CPU and copied over.
 
     Attributes
     ----------
@@ -169,12 +172,14 @@ class CoinsVoI(InfluenceModels):
         dtype: torch.dtype = torch.float32,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        device: torch.device | str | None = None,
     ) -> None:
         if time_feature not in ("faithful", "consistent"):
             raise ValueError(f"time_feature must be 'faithful' or 'consistent', "
                              f"not {time_feature!r}")
         super().__init__(generators, lr=lr, hidden=hidden, channels=channels,
-                         value_time=value_time, dtype=dtype, betas=betas, eps=eps)
+                         value_time=value_time, dtype=dtype, betas=betas, eps=eps,
+                         device=device)
         self.gamma = gamma
         self.samples, self.minibatch, self.epochs = samples, minibatch, epochs
         self.init_episodes, self.period = init_episodes, period
@@ -249,12 +254,12 @@ class CoinsVoI(InfluenceModels):
         run = pool.run if pool is not None else _in_order
         tables = self._tables()
         sizes = subsample_sizes(self.samples, tables.rows, tables.transitions)
-        plan = StepPlan.build(sizes, self.minibatch, self.dtype)
+        plan = StepPlan.build(sizes, self.minibatch, self.dtype, self.device)
         subsamples = [draw_subsamples(g, tables.rows, tables.transitions, sizes)
                       for g in self.generators]
         for _ in range(self.epochs):
             index = epoch_index(self.generators, subsamples, tables.rows, plan.steps,
-                                self.minibatch)
+                                self.minibatch, self.device)
             for j in range(plan.steps):
                 self._step(tables, index[j], plan.weights[j], plan.active[j], run)
         self._scratch.clear()
@@ -314,12 +319,14 @@ class CoinsVoI(InfluenceModels):
             x = self._query_inputs(states, actions)
             if self.value_time:
                 # the next state's value at tau_{t+1} = T - 2 - t; none after the last step
-                table = self.value_table(steps - 2 - torch.arange(steps))  # (S, T, 6561, 2)
+                taus = steps - 2 - torch.arange(steps, device=self.device)
+                table = self.value_table(taus)  # (S, T, 6561, 2)
             else:
                 table = self.value_table().repeat(3, 1, 1)  # (3 S, 6561, 2)
             rows = steps * games
             chunk = max(1, chunk // games) * games
-            immediate = torch.empty(seeds, PLAYERS, PLAYERS, rows, dtype=self.dtype)
+            immediate = torch.empty(seeds, PLAYERS, PLAYERS, rows, dtype=self.dtype,
+                                    device=self.device)
             future = torch.empty_like(immediate)
             for lo in range(0, rows, chunk):
                 hi = min(rows, lo + chunk)
@@ -367,7 +374,7 @@ class CoinsVoI(InfluenceModels):
         ``chunk`` rows per seed at a time)."""
         tables = self._tables()
         seeds, n, nt = self.seeds, tables.rows, tables.transitions
-        total = torch.zeros(seeds, len(MODELS), dtype=torch.float64)
+        total = torch.zeros(seeds, len(MODELS), dtype=torch.float64, device=self.device)
         x_all = tables.x.view(seeds, n, COLUMNS)
         returns_all = tables.returns.view(seeds, n, PLAYERS).transpose(1, 2)
         rewards_all = tables.rewards.view(1, seeds, n, PLAYERS).transpose(2, 3)
@@ -395,4 +402,5 @@ class CoinsVoI(InfluenceModels):
                 target = targets_all[..., lo:hi].unsqueeze(2).expand(3, -1, -1, -1, -1)
                 picked = logits.log_softmax(3).gather(3, target)
                 total[:, 4:] -= picked.sum((2, 3, 4)).T
-        return total / torch.tensor([2 * n] * 4 + [4 * nt] * 3, dtype=torch.float64)
+        return total / torch.tensor([2 * n] * 4 + [4 * nt] * 3, dtype=torch.float64,
+                                    device=self.device)

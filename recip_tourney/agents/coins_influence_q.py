@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from recip_tourney.agents.coins_agent import upload
 from recip_tourney.agents.default_init import default_bias, kaiming_weight
 from recip_tourney.agents.influence_schedule import fit_due
 from recip_tourney.agents.returns import discounted_returns
@@ -68,15 +69,16 @@ def joint_features(labels: torch.Tensor, actions: torch.Tensor, cells: int,
 
     Returns
     -------
-    Tensor, (T, ..., n + 2 n cells + 1)
+    Tensor, (T, ..., n + 2 n cells + 1), on the labels' device
     """
-    steps, players = labels.shape[0], actions.shape[-1]
+    steps, players, device = labels.shape[0], actions.shape[-1], labels.device
     width = players + labels.shape[-1] * cells + 1
-    out = torch.zeros(*labels.shape[:-1], width, dtype=dtype)
+    out = torch.zeros(*labels.shape[:-1], width, dtype=dtype, device=device)
     out[..., :players] = actions
-    offsets = torch.arange(labels.shape[-1]) * cells + players
+    offsets = torch.arange(labels.shape[-1], device=device) * cells + players
     out.scatter_(-1, labels.long() + offsets, 1.0)
-    tau = (steps - 1 - torch.arange(steps, dtype=dtype)).view(steps, *[1] * (labels.dim() - 1))
+    tau = steps - 1 - torch.arange(steps, dtype=dtype, device=device)
+    tau = tau.view(steps, *[1] * (labels.dim() - 1))
     out[..., -1] = tau.squeeze(-1)
     return out
 
@@ -104,6 +106,10 @@ class FutureQInfluence:
         ``True`` (the reference, spec 8 item 13): the future part is multiplied by ``gamma``
         although its target is already ``gamma G_{t+1}``; ``False``: not.
     dtype : torch.dtype
+    device : torch.device or str, optional
+        Where the models, Adam's state, the buffer and the fits live (default: the CPU); the
+        initial weights and every subsample and minibatch order are drawn on the CPU from
+        the seeds' generators and copied over.
 
     Examples
     --------
@@ -132,7 +138,9 @@ class FutureQInfluence:
         hidden: int = 64,
         double_discount: bool = True,
         dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
     ) -> None:
+        device = torch.device("cpu") if device is None else torch.device(device)
         self.generators = generators
         self.players, self.cells = players, grid * grid
         self.gamma, self.lr = gamma, lr
@@ -143,11 +151,12 @@ class FutureQInfluence:
         self.names = model_names(players)
         self.features = players + 2 * players * self.cells + 1
         # mask[m, f] = 0 where model m's dropped action would be
-        self.mask = torch.ones(len(self.names), self.features, dtype=dtype)
+        mask = torch.ones(len(self.names), self.features, dtype=dtype, device="cpu")
         for m, name in enumerate(self.names):
             if "-" in name:
-                self.mask[m, int(name.split("-")[1])] = 0.0
-        self.weights, self.biases = self._initial(hidden)
+                mask[m, int(name.split("-")[1])] = 0.0
+        self.weights, self.biases = self._initial(hidden, mask, device)
+        self.mask = mask.to(device)
         self.optimizer = torch.optim.Adam([*self.weights, *self.biases], lr=lr)
         self.buffer: deque[dict[str, torch.Tensor]] = deque(maxlen=buffer_episodes)
         self.fits = 0
@@ -157,16 +166,23 @@ class FutureQInfluence:
         """Seeds ``S`` estimated side by side."""
         return len(self.generators)
 
-    def _initial(self, hidden: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Stacked ``(M, S, in, out)`` weights and ``(M, S, 1, out)`` biases of 3 layers."""
+    @property
+    def device(self) -> torch.device:
+        """Where the models live."""
+        return self.mask.device
+
+    def _initial(self, hidden: int, mask: torch.Tensor, device: torch.device
+                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Stacked ``(M, S, in, out)`` weights and ``(M, S, 1, out)`` biases of 3 layers,
+        drawn on the CPU and moved to ``device``."""
         sizes = [(self.features, hidden), (hidden, hidden), (hidden, self.players)]
-        weights = [torch.zeros(len(self.names), self.seeds, i, o, dtype=self.dtype)
+        weights = [torch.zeros(len(self.names), self.seeds, i, o, dtype=self.dtype, device="cpu")
                    for i, o in sizes]
-        biases = [torch.zeros(len(self.names), self.seeds, 1, o, dtype=self.dtype)
+        biases = [torch.zeros(len(self.names), self.seeds, 1, o, dtype=self.dtype, device="cpu")
                   for _, o in sizes]
         for s, g in enumerate(self.generators):
             for m in range(len(self.names)):
-                kept = self.mask[m].nonzero().squeeze(1)
+                kept = mask[m].nonzero().squeeze(1)
                 for layer, (fan_in, out) in enumerate(sizes):
                     fan_in = len(kept) if layer == 0 else fan_in
                     w = kaiming_weight((out, fan_in), g, self.dtype).T
@@ -175,7 +191,8 @@ class FutureQInfluence:
                     else:
                         weights[layer][m, s] = w
                     biases[layer][m, s, 0] = default_bias(out, fan_in, g, self.dtype)
-        return ([w.requires_grad_() for w in weights], [b.requires_grad_() for b in biases])
+        return ([w.to(device).requires_grad_() for w in weights],
+                [b.to(device).requires_grad_() for b in biases])
 
     # ------------------------------------------------------------------ data
 
@@ -187,9 +204,10 @@ class FutureQInfluence:
               ) -> None:
         """Push an episode (``(T, S, B, 2 n)`` labels, ``(T, S, B, n)`` actions and
         extrinsic rewards) into the buffer; the oldest leaves past ``buffer_episodes``."""
-        rewards = rewards.detach().to("cpu", self.dtype)
+        rewards = rewards.detach().to(self.device, self.dtype)
         self.buffer.append({
-            "x": joint_features(labels.cpu(), actions.cpu(), self.cells, self.dtype),
+            "x": joint_features(labels.to(self.device), actions.to(self.device), self.cells,
+                                self.dtype),
             "rewards": rewards,
             "future": discounted_returns(rewards, self.gamma) - rewards,
         })
@@ -220,15 +238,16 @@ class FutureQInfluence:
         rows, models = x.shape[1], len(self.names)
         size = min(self.samples, rows)
         half = models // 2
-        subsamples = [[torch.randperm(rows, generator=g)[:size] for _ in range(models)]
-                      for g in self.generators]
+        subsamples = [[torch.randperm(rows, generator=g, device=g.device)[:size]
+                       for _ in range(models)] for g in self.generators]
         steps = math.ceil(size / self.minibatch)
-        seed_rows = torch.arange(self.seeds).view(1, self.seeds, 1)
+        seed_rows = torch.arange(self.seeds, device=self.device).view(1, self.seeds, 1)
         for _ in range(self.epochs):
-            orders = torch.stack([
-                torch.stack([sub[torch.randperm(size, generator=g)] for sub in subs])
+            orders = upload(torch.stack([
+                torch.stack([sub[torch.randperm(size, generator=g, device=g.device)]
+                             for sub in subs])
                 for g, subs in zip(self.generators, subsamples, strict=True)
-            ], 1)  # (M, S, size)
+            ], 1), self.device)  # (M, S, size), drawn on the CPU, copied once per epoch
             for j in range(steps):
                 index = orders[..., j * self.minibatch: (j + 1) * self.minibatch]
                 seed_index = seed_rows.expand_as(index)
@@ -252,7 +271,8 @@ class FutureQInfluence:
         evaluated at once (it bounds the memory).
         """
         steps, seeds, games, n = actions.shape
-        x = joint_features(labels.cpu(), actions.cpu(), self.cells, self.dtype)
+        x = joint_features(labels.to(self.device), actions.to(self.device), self.cells,
+                           self.dtype)
         x = x.transpose(0, 1).reshape(1, seeds, steps * games, -1)
         with torch.no_grad():
             y = torch.cat([self.forward(x[:, :, lo: lo + chunk] * self.mask[:, None, None])

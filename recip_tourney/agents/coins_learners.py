@@ -40,7 +40,7 @@ class CoinsPPOAgent(CoinsAgent):
     def __init__(self, params: CoinsPPOParams, setup: CoinsSetup):
         super().__init__(params, setup)
         nets = ConvGRUNets(setup.channels, params.hidden, setup.generators, setup.dtype,
-                           grid=setup.grid)
+                           grid=setup.grid, device=setup.device)
         self.ppo = CoinsPPO(nets, lr=params.lr, gamma=params.gamma, epochs=params.epochs,
                             clip=params.clip, entropy=params.entropy, eps=params.eps)
 
@@ -140,7 +140,8 @@ class CoinsReciprocator(CoinsPPOAgent):
         names = ("reciprocal_reward", "end_balance", "influence_on_other",
                  "influence_of_other", "reciprocal_reward_step_std", "reward_step_std")
         if not episode.learning or episode.influence is None:
-            nan = torch.full((self.setup.seeds,), float("nan"), dtype=torch.float64)
+            nan = torch.full((self.setup.seeds,), float("nan"), dtype=torch.float64,
+                             device=self.ppo.nets.device)
             return dict.fromkeys(names, nan)
         me, other = episode.me, 1 - episode.me
         vi = episode.influence

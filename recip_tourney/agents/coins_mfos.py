@@ -295,7 +295,7 @@ class MFOSLearner(MFOSPlayer):
             policy = -torch.minimum(ratio * advantage, clipped * advantage)
             value = 0.5 * (values - returns) ** 2
             loss = sum((row.sum() for row in (policy + value).unbind(0)),
-                       start=torch.zeros((), dtype=values.dtype)) / samples
+                       start=values.new_zeros(())) / samples
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()

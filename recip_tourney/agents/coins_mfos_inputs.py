@@ -21,6 +21,7 @@ import functools
 
 import torch
 
+from recip_tourney.agents.coins_agent import check
 from recip_tourney.agents.torus_conv import torus_shift
 from recip_tourney.envs import coins as env
 
@@ -47,7 +48,7 @@ def table_pays(grid: int, samples: int | None = None) -> bool:
 def _levels() -> tuple[tuple[float, float, float], ...]:
     # every coincidence pattern of 2 agents and 2 coins is realised on 4 cells; STAY moves
     # nobody, so env.step pays what standing there pays
-    cells = torch.cartesian_prod(*[torch.arange(4)] * 4)
+    cells = torch.cartesian_prod(*[torch.arange(4, device="cpu")] * 4)
     state = env.CoinsState(cells[:, :2], cells[:, 2:])
     stay = torch.full_like(state.agents, env.STAY)
     rewards = env.step(state, stay, state.coins, 2, dtype=torch.float64)[1]
@@ -55,14 +56,20 @@ def _levels() -> tuple[tuple[float, float, float], ...]:
     return tuple((a, b, 0.0) for a, b in pairs) + ((0.0, 0.0, 1.0),)
 
 
-def reward_levels() -> torch.Tensor:
-    """Every ``(own reward, other's reward, start flag)`` of a 2-player meta-state, (R, 3).
+def reward_levels(device: torch.device | str = "cpu") -> torch.Tensor:
+    """Every ``(own reward, other's reward, start flag)`` of a 2-player meta-state, (R, 3),
+    float64 on ``device`` (made once per device: do not modify it).
 
     The reward pairs one Coins step can pay (11), flag 0, then the start code ``(0, 0, 1)``
     (index :func:`start_code`). Found by playing every coincidence of the two agents and the
     two coins through :func:`recip_tourney.envs.coins.step`.
     """
-    return torch.tensor(_levels(), dtype=torch.float64)
+    return _level_table(torch.device(device))
+
+
+@functools.lru_cache(maxsize=8)
+def _level_table(device: torch.device) -> torch.Tensor:
+    return torch.tensor(_levels(), dtype=torch.float64, device=device)
 
 
 def start_code() -> int:
@@ -71,12 +78,13 @@ def start_code() -> int:
 
 
 def codes_of(own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """The codes (long, same shape) of a previous step's rewards ``own`` and ``other``."""
-    pairs = reward_levels()[:-1, :2].to(own.device)
+    """The codes (long, same shape) of a previous step's rewards ``own`` and ``other``
+    (checked without a host synchronisation on a GPU:
+    :func:`~recip_tourney.agents.coins_agent.check`)."""
+    pairs = reward_levels(own.device)[:-1, :2]
     pair = torch.stack((own, other), dim=-1).to(torch.float64)
     match = (pair.unsqueeze(-2) == pairs).all(-1)
-    if not bool(match.any(-1).all()):
-        raise ValueError("a reward pair that no Coins step pays (is this 2-player Coins?)")
+    check(match.any(-1).all(), "a reward pair that no Coins step pays (is this 2-player Coins?)")
     return match.long().argmax(-1)
 
 
@@ -106,11 +114,17 @@ def observation_cells(obs: torch.Tensor) -> torch.Tensor:
     return obs.flatten(-2).argmax(-1)
 
 
-@functools.lru_cache(maxsize=8)
-def torus_translations(grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+def torus_translations(grid: int, device: torch.device | str = "cpu"
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """``shift[tau, x]``: cell x moved by the translation taking cell 0 to cell tau, and
-    ``unshift`` with ``unshift[tau, shift[tau, x]] = x``; both (g^2, g^2)."""
-    shift = torus_shift(grid)
+    ``unshift`` with ``unshift[tau, shift[tau, x]] = x``; both (g^2, g^2) on ``device``
+    (made once per grid and device: do not modify them)."""
+    return _translations(grid, torch.device(device))
+
+
+@functools.lru_cache(maxsize=8)
+def _translations(grid: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    shift = torus_shift(grid, device)
     return shift, torch.argsort(shift, dim=1)
 
 
@@ -121,7 +135,7 @@ def orbit_rows(cells: torch.Tensor, codes: torch.Tensor, grid: int) -> torch.Ten
     channels 1-3 moved back by that translation, in base g^2.
     """
     cellcount = grid * grid
-    unshift = torus_translations(grid)[1].to(cells.device)
+    unshift = torus_translations(grid, cells.device)[1]
     tau = cells[..., 0]
     rho = torch.zeros_like(tau)
     for ch in range(OBS_CHANNELS - 1, 0, -1):
@@ -135,20 +149,26 @@ def dense_inputs(cells: torch.Tensor, codes: torch.Tensor, grid: int,
     cellcount = grid * grid
     planes = torch.zeros(*cells.shape, cellcount, dtype=dtype, device=cells.device)
     planes.scatter_(-1, cells.unsqueeze(-1), 1)
-    scalars = reward_levels().to(dtype=dtype, device=cells.device)[codes]
+    scalars = reward_levels(cells.device).to(dtype)[codes]
     tiled = scalars.unsqueeze(-1).expand(*codes.shape, 3, cellcount)
     return torch.cat([planes, tiled], dim=-2).flatten(-2)
 
 
-@functools.lru_cache(maxsize=4)
-def universe(grid: int, dtype: torch.dtype) -> torch.Tensor:
-    """Inputs of the table's representatives, (R g^6, 7 g^2), in row order // g^2."""
+def universe(grid: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+             ) -> torch.Tensor:
+    """Inputs of the table's representatives, (R g^6, 7 g^2), in row order // g^2, on
+    ``device`` (made once per grid, dtype and device: do not modify it)."""
+    return _universe(grid, dtype, torch.device(device))
+
+
+@functools.lru_cache(maxsize=8)
+def _universe(grid: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     cellcount = grid * grid
     reps = cellcount ** (OBS_CHANNELS - 1)
-    rho = torch.arange(reps)
-    cells = torch.zeros(reps, OBS_CHANNELS, dtype=torch.long)
+    rho = torch.arange(reps, device=device)
+    cells = torch.zeros(reps, OBS_CHANNELS, dtype=torch.long, device=device)
     for ch in range(1, OBS_CHANNELS):
         cells[:, ch] = (rho // cellcount ** (ch - 1)) % cellcount
-    codes = torch.arange(len(_levels())).repeat_interleave(reps)
+    codes = torch.arange(len(_levels()), device=device).repeat_interleave(reps)
     return dense_inputs(cells.repeat(len(_levels()), 1), codes, grid, dtype)
 

@@ -104,10 +104,8 @@ HEAD_PARAMS = ("actor.weight", "actor.bias", "critic.weight", "critic.bias", "th
 
 
 def _circulant(cin: int, cout: int, grid: int, device: torch.device) -> CirculantConv:
-    """The dense-matrix form of a 3 x 3 circular conv, its gather index on ``device``."""
-    conv = CirculantConv(cin, cout, grid, KERNEL)
-    conv.gather = conv.gather.to(device)
-    return conv
+    """The dense-matrix form of a 3 x 3 circular conv, its index tensors on ``device``."""
+    return CirculantConv(cin, cout, grid, KERNEL, device)
 
 
 # ---------------------------------------------------------------------- the networks
@@ -129,6 +127,8 @@ class MFOSNets:
         Table mode (module docstring); default: :func:`table_pays` (the 3 x 3 grid). Both
         modes compute the same functions; they round differently.
     device : torch.device, optional
+        Where the parameters live (default: the CPU; :attr:`device` is read from them).
+        The initial weights are drawn on the CPU and moved there.
 
     Attributes
     ----------
@@ -141,7 +141,7 @@ class MFOSNets:
                  dtype: torch.dtype = torch.float32, grid: int = 3, table: bool | None = None,
                  device: torch.device | None = None) -> None:
         self.hidden, self.grid, self.dtype = hidden, grid, dtype
-        self.device = torch.device("cpu") if device is None else device
+        device = torch.device("cpu") if device is None else torch.device(device)
         self.cells = grid * grid
         self.table = table_pays(grid) if table is None else table
         n, feat = hidden, hidden * self.cells
@@ -157,32 +157,35 @@ class MFOSNets:
             "critic.weight": ((1, n), n), "critic.bias": ((1,), n),
             "theta.weight": ((n, n), n), "theta.bias": ((n,), n),
         }  # fmt: skip
-        self.params = [self._draw(g) for g in generators]
-        self.conv1 = _circulant(CHANNELS, n, grid, self.device)
-        self.conv2 = _circulant(n, n, grid, self.device)
-        shift = torus_translations(grid)[0]
-        offsets = (torch.arange(n) * self.cells).view(1, n, 1)
+        self.params = [self._draw(g, device) for g in generators]
+        self.conv1 = _circulant(CHANNELS, n, grid, device)
+        self.conv2 = _circulant(n, n, grid, device)
+        shift = torus_translations(grid, device)[0]
+        offsets = (torch.arange(n, device=device) * self.cells).view(1, n, 1)
         # [tau, (c, p)] -> (c, shift[tau, p]): the linear layer's columns seen from an orbit
         # representative moved by tau
         self.shifted = (offsets + shift.unsqueeze(1)).reshape(self.cells, feat)
         self._acting: Acting | None = None
 
-    def _draw(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """One seed's parameters: towers a, v, t (each in TOWER_PARAMS order), then heads."""
+    def _draw(self, generator: torch.Generator, device: torch.device
+              ) -> dict[str, torch.Tensor]:
+        """One seed's parameters: towers a, v, t (each in TOWER_PARAMS order), then heads;
+        drawn on the generator's device (the CPU), then moved to ``device``."""
         drawn: dict[str, list[torch.Tensor]] = {name: [] for name in TOWER_PARAMS}
         for _ in TOWERS:
             for name in TOWER_PARAMS:
-                drawn[name].append(self._uniform(name, generator))
+                drawn[name].append(self._uniform(name, generator, device))
         params = {f"towers.{name}": torch.stack(v) for name, v in drawn.items()}
         for name in HEAD_PARAMS:
-            params[name] = self._uniform(name, generator)
+            params[name] = self._uniform(name, generator, device)
         return params
 
-    def _uniform(self, name: str, generator: torch.Generator) -> torch.Tensor:
+    def _uniform(self, name: str, generator: torch.Generator, device: torch.device
+                 ) -> torch.Tensor:
         shape, fan_in = self.shapes[name]
         bound = default_bound(self.hidden if name.startswith("gru") else fan_in)
         draw = seeded_uniform(shape, bound, [generator])[0]
-        return draw.to(dtype=self.dtype, device=self.device)
+        return draw.to(dtype=self.dtype, device=device)
 
     @classmethod
     def from_state_dicts(cls, states: list[dict[str, torch.Tensor]], dtype: torch.dtype,
@@ -198,6 +201,11 @@ class MFOSNets:
     @property
     def seeds(self) -> int:
         return len(self.params)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live."""
+        return self.params[0]["theta.weight"].device
 
     def state_dict(self, seed: int) -> dict[str, torch.Tensor]:
         """Copies of seed ``seed``'s parameters."""
@@ -236,7 +244,7 @@ class MFOSNets:
         models = len(TOWERS) * self.seeds
         wl, bl = towers("linear.weight"), towers("linear.bias").unsqueeze(1)
         if self.table:  # (M, n g^2, g^2 n): column block tau = the layer seen from tau
-            wl = wl[:, :, self.shifted.to(wl.device)].permute(0, 3, 2, 1)
+            wl = wl[:, :, self.shifted].permute(0, 3, 2, 1)
             wl = wl.reshape(models, n * cells, cells * n)
             bl = bl.repeat(1, 1, cells)
         else:
@@ -281,7 +289,7 @@ class MFOSNets:
 
     def table_rows(self, w: Working) -> Gates:
         """The input projections of every table row, (M, rows, n) x 3."""
-        x = universe(self.grid, self.dtype).to(self.device)
+        x = universe(self.grid, self.dtype, self.device)
         return self.encode(w, x.expand(w.d1.shape[0], *x.shape))
 
     def projections(self, w: Working, cells: torch.Tensor, codes: torch.Tensor,

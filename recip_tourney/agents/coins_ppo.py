@@ -33,11 +33,14 @@ about 100 MB of buffers per seed at these sizes.
 
 from __future__ import annotations
 
+import warnings
+from functools import partial
 from typing import Any
 
 import torch
 from torch.nn import functional
 
+from recip_tourney.agents.coins_agent import check
 from recip_tourney.agents.coins_gru import ConvGRUNets, WorkingWeights
 from recip_tourney.agents.coins_gru_passes import (
     Workspace,
@@ -46,6 +49,7 @@ from recip_tourney.agents.coins_gru_passes import (
     expand_models,
     forward,
 )
+from recip_tourney.agents.coins_ppo_graph import EpochGradient, graphs_enabled
 from recip_tourney.agents.flat_adam import adam_update
 from recip_tourney.agents.returns import discounted_returns
 
@@ -72,7 +76,8 @@ class CoinsPPO:
         Evaluate the encoder on the universe of one-hot observations (see
         :mod:`recip_tourney.agents.coins_gru`);
         None chooses it when there are at most :data:`TABLE_LIMIT` of them. In table mode
-        observations must be one-hot in every channel.
+        observations must be one-hot in every channel (checked without waiting for the
+        device: see :func:`~recip_tourney.agents.coins_agent.check`).
     """
 
     def __init__(
@@ -99,8 +104,14 @@ class CoinsPPO:
         self.exp_avg_sq = torch.zeros_like(nets.flat)
         self._hidden: torch.Tensor | None = None
         self._acting: tuple[WorkingWeights, torch.Tensor | None] | None = None
-        self._minus_one = torch.tensor(-1.0, dtype=nets.dtype)
+        self._minus_one = nets.flat.new_full((), -1.0)  # a fill: no copy to the device
         self._workspace: tuple[tuple[int, int, bool], Workspace] | None = None
+        #: How epochs 2..K-1 of an update run: ``auto`` (a CUDA graph where
+        #: :func:`~recip_tourney.agents.coins_ppo_graph.graphs_enabled`, else eagerly),
+        #: ``graph``, ``static`` (the graph's buffers, no capture: for tests) or ``off``.
+        self.graph_mode = "auto"
+        self._epoch: EpochGradient | None = None
+        self._epoch_ws: Workspace | None = None
 
     # ------------------------------------------------------------------ inputs
 
@@ -115,9 +126,8 @@ class CoinsPPO:
         if not obs.is_floating_point():
             return obs.reshape(*shape, nets.in_channels)
         planes = obs.reshape(*shape, nets.in_channels, nets.cells)
-        if not (bool((planes.sum(-1) == 1).all())
-                and bool(((planes == 0) | (planes == 1)).all())):
-            raise ValueError("table mode needs observations one-hot in every channel")
+        one_hot = (planes.sum(-1) == 1).all() & ((planes == 0) | (planes == 1)).all()
+        check(one_hot, "table mode needs observations one-hot in every channel")
         return planes.argmax(-1)
 
     def features(self, obs: torch.Tensor, lead: int) -> torch.Tensor:
@@ -126,7 +136,8 @@ class CoinsPPO:
         shape = obs.shape[:lead]
         if not obs.is_floating_point():
             cells = obs.reshape(*shape, nets.in_channels, 1)
-            planes = torch.zeros(*shape, nets.in_channels, nets.cells, dtype=nets.dtype)
+            planes = torch.zeros(*shape, nets.in_channels, nets.cells, dtype=nets.dtype,
+                                 device=obs.device)
             return planes.scatter_(-1, cells, 1).view(*shape, nets.features)
         return obs.reshape(*shape, nets.features).to(nets.dtype)
 
@@ -199,7 +210,8 @@ class CoinsPPO:
     def __getstate__(self) -> dict[str, Any]:
         # scratch buffers and the acting cache are rebuilt from the parameters when needed:
         # a checkpoint need not carry them (the update buffers are ~100 MiB at paper sizes)
-        return {**self.__dict__, "_workspace": None, "_acting": None}
+        return {**self.__dict__, "_workspace": None, "_acting": None, "_epoch": None,
+                "_epoch_ws": None}
 
     def adam_step(self, grad: torch.Tensor) -> None:
         """``torch.optim.Adam``'s update (no weight decay, no amsgrad) on the flat tensor."""
@@ -250,12 +262,16 @@ class CoinsPPO:
         samples = steps * batch
         returns = self.standardised_returns(rewards).unsqueeze(1)
         taken = actions.transpose(0, 1).reshape(seeds, 1, samples)
-        chosen = torch.zeros(seeds, self.nets.actions, samples, dtype=self.nets.dtype)
+        chosen = torch.zeros(seeds, self.nets.actions, samples, dtype=self.nets.dtype,
+                             device=self.nets.device)
         chosen.scatter_(1, taken, 1)
         ws, x, index = self._prepare(obs)
         old, diagnostics = None, {}
         for epoch in range(self.epochs):
             first, last = epoch == 0, epoch == self.epochs - 1
+            if not (first or last) and self._epoch is not None:
+                self.adam_step(self._epoch())  # the same epoch, replayed
+                continue
             w = self._weights()
             enc = forward(self.nets, w, ws, x, index)
             d_logits, d_values, old, diag = self._loss_gradient(
@@ -267,8 +283,43 @@ class CoinsPPO:
                 for key in ("approx_kl", "clip_fraction"):
                     diagnostics[key] = diag[key]
             self.adam_step(backward(self.nets, w, ws, enc, index, d_logits, d_values))
+            if first and self.epochs > 2:
+                self._load_epoch(ws, {"x": x, "index": index, "returns": returns,
+                                      "taken": taken, "chosen": chosen, "old": old})
         self._acting = None
         return diagnostics
+
+    def _epoch_gradient(self, ws: Workspace, x: torch.Tensor, index: torch.Tensor | None,
+                        returns: torch.Tensor, taken: torch.Tensor, chosen: torch.Tensor,
+                        old: torch.Tensor) -> torch.Tensor:
+        """One epoch's gradient after the first (``old`` fixed, no diagnostics)."""
+        w = self._weights()
+        enc = forward(self.nets, w, ws, x, index)
+        d_logits, d_values, _, _ = self._loss_gradient(ws, returns, taken, chosen, old, False)
+        return backward(self.nets, w, ws, enc, index, d_logits, d_values)
+
+    def _load_epoch(self, ws: Workspace, inputs: dict[str, torch.Tensor | None]) -> None:
+        """Give the replayed epoch this update's inputs (building it on first use)."""
+        mode = self.graph_mode
+        if mode == "auto":
+            mode = "graph" if graphs_enabled(self.nets.device) else "off"
+        if mode == "off":
+            self._epoch = None
+            return
+        shared = frozenset({"x"}) if inputs["index"] is not None else frozenset()
+        if (self._epoch is None or self._epoch_ws is not ws
+                or self._epoch.key != EpochGradient.signature(inputs)):
+            try:
+                self._epoch = EpochGradient(partial(self._epoch_gradient, ws), inputs, shared,
+                                            capture=mode == "graph")
+            except RuntimeError as exc:  # a capture CUDA refused: run the epochs eagerly
+                warnings.warn(f"PPO epochs run eagerly: CUDA graph capture failed ({exc})",
+                              RuntimeWarning, stacklevel=2)
+                self.graph_mode, self._epoch = "off", None
+                return
+            self._epoch_ws = ws
+        else:
+            self._epoch.load(inputs)
 
     def evaluate(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy probabilities (T, S, B, 5) and values (T, S, B) of the current networks

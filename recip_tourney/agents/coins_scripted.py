@@ -40,7 +40,8 @@ class CoinsGreedy(CoinsAgent):
     def __init__(self, params: NoParams, setup: CoinsSetup):
         super().__init__(params, setup)
         me = setup.me
-        self.targets = [me, *(c for c in range(setup.players) if c != me)]
+        order = [me, *(c for c in range(setup.players) if c != me)]
+        self.targets = torch.tensor(order, dtype=torch.long, device=setup.device)
 
     def act(self, step: CoinsStep) -> torch.Tensor:
         """The greedy move of this agent's slot, from the game state."""

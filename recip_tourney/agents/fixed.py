@@ -12,7 +12,7 @@ from pydantic import Field
 
 from recip_tourney.agents.base import AnalyticAgent, NoParams, Params
 from recip_tourney.agents.rollout import EpisodeView, RolloutAgent
-from recip_tourney.envs.ipd import DEFECT, STATES, memory_one_logits
+from recip_tourney.envs.ipd import DEFECT, STATES, memory_one_logits, upload
 from recip_tourney.envs.ipd_analytic import View
 from recip_tourney.registry import register_agent
 
@@ -38,7 +38,7 @@ class FixedStrategy(AnalyticAgent):
 
     def initial_logits(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """The strategy's logits, the same in every game of the batch."""
-        logits = memory_one_logits(self.probabilities()).to(self.game.dtype)
+        logits = upload(memory_one_logits(self.probabilities()).to(self.game.dtype), self.device)
         return logits.unsqueeze(-1).expand(len(STATES), batch).contiguous()
 
     def update(self, view: View, other_next: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,11 +91,18 @@ class RolloutFixed(RolloutAgent):
 
     strategy: type[FixedStrategy] = FixedStrategy
 
-    def __init__(self, params: Params, generators: list[torch.Generator], dtype: torch.dtype):
-        super().__init__(params, generators, dtype)
+    def __init__(
+        self,
+        params: Params,
+        generators: list[torch.Generator],
+        dtype: torch.dtype,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        super().__init__(params, generators, dtype, device)
         table = self.strategy.table(params)
-        probs = torch.tensor([table[s] for s in STATES], dtype=torch.float64)
-        self._policy = probs.to(dtype).expand(self.seeds, -1).contiguous()
+        probs = torch.tensor([table[s] for s in STATES], dtype=torch.float64, device="cpu")
+        policy = upload(probs.to(dtype), self.device)
+        self._policy = policy.expand(self.seeds, -1).contiguous()
 
     def p_cooperate(self) -> torch.Tensor:
         """The strategy's P(cooperate) per observation, the same for every seed, (S, 5)."""
@@ -141,8 +148,14 @@ class RolloutTitForTat(RolloutFixed):
     strategy = TitForTat
     params: RolloutTFTParams
 
-    def __init__(self, params: Params, generators: list[torch.Generator], dtype: torch.dtype):
-        super().__init__(params, generators, dtype)
+    def __init__(
+        self,
+        params: Params,
+        generators: list[torch.Generator],
+        dtype: torch.dtype,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        super().__init__(params, generators, dtype, device)
         self._opening: torch.Tensor | None = None  # carried-over first move: defects (S, B)
 
     def act(self, obs: torch.Tensor, noise: torch.Tensor, policy: torch.Tensor) -> torch.Tensor:

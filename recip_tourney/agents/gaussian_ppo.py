@@ -18,6 +18,9 @@ written out by hand instead of taped by autograd:
 * ``tanh(z) = 2 sigmoid(2 z) - 1``, with the factors folded into the weights: the same
   network, but sigmoid is several times faster than tanh on the CPU.
 
+On a GPU the chunks are large (:data:`GPU_CHUNK` rows: a few big products instead of hundreds
+of small launches) and the update reads nothing back to the host: its losses stay tensors.
+
 ``tests/test_gaussian_ppo.py`` checks the hand-written gradient against autograd on the plain
 ``nn.Linear``/``tanh``/``MultivariateNormal`` formulation.
 """
@@ -30,14 +33,19 @@ from dataclasses import dataclass
 import torch
 
 from recip_tourney.agents.returns import discounted_returns
+from recip_tourney.envs.ipd import upload
 
 _LOG_2PI = math.log(2 * math.pi)
+#: Rows per chunk of :meth:`GaussianPPO.gradient` on the CPU (cache-sized) and on a GPU.
+CPU_CHUNK, GPU_CHUNK = 512, 1 << 16
 
 
 def _linear_init(fan_in: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-    """``nn.Linear``'s default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    """``nn.Linear``'s default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn on
+    the generator's device (the CPU)."""
     bound = 1.0 / math.sqrt(fan_in)
-    return (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+    draw = torch.rand(shape, generator=generator, dtype=torch.float64, device=generator.device)
+    return (draw * 2 - 1) * bound
 
 
 @dataclass
@@ -68,8 +76,10 @@ class GaussianActorCritic:
     state_dim, action_dim, hidden : int
         Input size, action size ``k`` (the actor emits ``2 k`` numbers) and hidden width.
     generator : torch.Generator
-        Draws the initial weights (``nn.Linear``'s default scheme).
+        Draws the initial weights (``nn.Linear``'s default scheme), on the CPU.
     dtype : torch.dtype
+    device : torch.device or str
+        Where the parameters live (the initial draws are moved there).
     """
 
     NAMES = (
@@ -84,6 +94,7 @@ class GaussianActorCritic:
         hidden: int,
         generator: torch.Generator,
         dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.state_dim, self.action_dim, self.hidden = state_dim, action_dim, hidden
         shapes = {
@@ -97,7 +108,7 @@ class GaussianActorCritic:
             "critic.2.bias": ((1,), hidden),
         }
         self.params = {
-            name: _linear_init(fan_in, shape, generator).to(dtype)
+            name: upload(_linear_init(fan_in, shape, generator).to(dtype), device)
             for name, (shape, fan_in) in shapes.items()
         }
 
@@ -106,19 +117,25 @@ class GaussianActorCritic:
         """Floating type of the parameters."""
         return self.params["actor.0.weight"].dtype
 
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live."""
+        return self.params["actor.0.weight"].device
+
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Copies of the parameters, by ``nn.Module``-style name."""
+        """Copies of the parameters, by ``nn.Module``-style name (on their device)."""
         return {name: t.clone() for name, t in self.params.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Load parameters; shapes and names must match exactly."""
+        """Load parameters (from any device, onto this network's); shapes and names must
+        match exactly."""
         if set(state) != set(self.NAMES):
             raise ValueError(f"expected parameters {sorted(self.NAMES)}, got {sorted(state)}")
         for name, value in state.items():
             if value.shape != self.params[name].shape:
                 raise ValueError(f"{name}: shape {tuple(value.shape)}, expected "
                                  f"{tuple(self.params[name].shape)}")
-            self.params[name] = value.to(self.dtype).clone()
+            self.params[name] = value.to(device=self.device, dtype=self.dtype).clone()
 
     # --- the folded form used for computing -------------------------------------------
     def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,7 +153,7 @@ class GaussianActorCritic:
         w1 = torch.cat((p["actor.0.weight"], p["critic.0.weight"]))  # (2H, d)
         b1 = torch.cat((p["actor.0.bias"], p["critic.0.bias"]))
         first = torch.cat((w1.T, b1.unsqueeze(0))) * 2
-        second = torch.zeros(2 * h + 1, 2 * k + 1, dtype=self.dtype)
+        second = torch.zeros(2 * h + 1, 2 * k + 1, dtype=self.dtype, device=self.device)
         wa, wc = p["actor.2.weight"], p["critic.2.weight"]
         second[:h, : 2 * k] = 2 * wa.T
         second[h : 2 * h, 2 * k :] = 2 * wc.T
@@ -200,8 +217,9 @@ class GaussianPPO:
         PPO ratio clip (0.2).
     entropy : float
         Entropy bonus coefficient (0.01).
-    chunk : int
+    chunk : int, optional
         Rows per chunk of the hand-written pass; changes only the float summation order.
+        Default: :data:`CPU_CHUNK` on the CPU, :data:`GPU_CHUNK` on a GPU.
     """
 
     def __init__(
@@ -214,20 +232,23 @@ class GaussianPPO:
         epochs: int = 4,
         clip: float = 0.2,
         entropy: float = 0.01,
-        chunk: int = 512,
+        chunk: int | None = None,
     ) -> None:
         self.net = net
         self.gamma, self.epochs, self.clip, self.entropy = gamma, epochs, clip, entropy
+        if chunk is None:
+            chunk = CPU_CHUNK if net.device.type == "cpu" else GPU_CHUNK
         self.chunk = chunk
         self._leaves = [net.params[name].requires_grad_(False) for name in net.NAMES]
         self.optimizer = torch.optim.Adam(self._leaves, lr=lr, betas=betas)
 
     def state_dict(self) -> dict[str, object]:
-        """Network and optimiser state (for checkpoints)."""
+        """Network and optimiser state (for checkpoints; tensors on the network's device)."""
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        """Restore a :meth:`state_dict` (network parameters are updated in place)."""
+        """Restore a :meth:`state_dict` saved on any device (network parameters are updated
+        in place; the optimiser moves its state to the parameters' device)."""
         for name, value in state["net"].items():  # type: ignore[union-attr]
             self.net.params[name].copy_(value)
         self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[arg-type]
@@ -237,14 +258,19 @@ class GaussianPPO:
         returns = discounted_returns(rewards, self.gamma).reshape(-1)
         return (returns - returns.mean()) / (returns.std() + 1e-5)
 
-    def update(self, batch: Rollout) -> dict[str, float]:
-        """``epochs`` full-batch PPO steps on one meta-episode; returns the last losses."""
+    def update(self, batch: Rollout) -> dict[str, torch.Tensor]:
+        """``epochs`` full-batch PPO steps on one meta-episode; returns the last losses.
+
+        The losses are 0-dim tensors on the network's device: nothing is read back to the
+        host (``float()`` them when needed).
+        """
         returns = self.normalised_returns(batch.rewards).to(self.net.dtype)
-        ones = torch.ones(batch.states.shape[0], 1, dtype=self.net.dtype)
+        ones = torch.ones(batch.states.shape[0], 1, dtype=self.net.dtype, device=self.net.device)
         inputs = torch.cat((batch.states, ones), dim=1)
-        stats: dict[str, float] = {}
+        stats: dict[str, torch.Tensor] = {}
         for _ in range(self.epochs):
-            grads, stats = self.gradient(inputs, batch.actions, batch.log_probs, returns)
+            grads, stats = self.gradient(inputs, batch.actions, batch.log_probs, returns,
+                                         read_back=False)
             for leaf, name in zip(self._leaves, self.net.NAMES, strict=True):
                 leaf.grad = grads[name]
             self.optimizer.step()
@@ -256,7 +282,8 @@ class GaussianPPO:
         actions: torch.Tensor,
         old_log_probs: torch.Tensor,
         returns: torch.Tensor,
-    ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        read_back: bool = True,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, float] | dict[str, torch.Tensor]]:
         """Full-batch gradient of the PPO loss, by hand, chunk by chunk.
 
         The loss is ``mean(-min(ratio A, clip(ratio) A)) + 0.5 mean((V - G)^2) -
@@ -274,9 +301,11 @@ class GaussianPPO:
         grads : dict
             Gradient of every parameter, by name.
         stats : dict
-            ``policy_loss``, ``value_loss``, ``entropy`` of this pass.
+            ``policy_loss``, ``value_loss``, ``entropy`` of this pass: floats, or with
+            ``read_back`` False 0-dim tensors left on the device (no wait for it).
         """
         net, k = self.net, self.net.action_dim
+        device = inputs.device
         n = inputs.shape[0]
         first, second = net.folded()
         # Feature-major throughout ((2H, c) hidden units): these thin products run several
@@ -295,9 +324,9 @@ class GaussianPPO:
         g_head_a, g_head_c = torch.zeros_like(head_a), torch.zeros_like(head_c)
         g_bias_out = torch.zeros_like(second[-1])
         lo, hi = 1 - self.clip, 1 + self.clip
-        totals = torch.zeros(3, dtype=torch.float64)
+        totals = torch.zeros(3, dtype=torch.float64, device=device)
         # chunk-sized work buffers, reused: fresh megabyte-sized tensors cost page faults
-        buffers = torch.empty(3, 2 * h, min(self.chunk, n), dtype=first.dtype)
+        buffers = torch.empty(3, 2 * h, min(self.chunk, n), dtype=first.dtype, device=device)
         for start in range(0, n, self.chunk):
             x = inputs[start : start + self.chunk]  # (c, d + 1)
             c = x.shape[0]
@@ -306,7 +335,7 @@ class GaussianPPO:
             g = returns[start : start + self.chunk]
             torch.mm(first_t, x.T, out=s).sigmoid_()  # (2H, c): actor then critic units
             s_a, s_c = s[:h], s[h:]  # contiguous row blocks
-            out = torch.empty(2 * k + 1, c, dtype=s.dtype)
+            out = torch.empty(2 * k + 1, c, dtype=s.dtype, device=device)
             torch.addmm(bias_out[: 2 * k], head_a, s_a, out=out[: 2 * k])
             torch.addmm(bias_out[2 * k :], head_c, s_c, out=out[2 * k :])
             mean, raw, v = out[:k], out[k : 2 * k], out[2 * k]
@@ -347,13 +376,11 @@ class GaussianPPO:
         g_second_t[: 2 * k, :h] = g_head_a
         g_second_t[2 * k :, h:] = g_head_c
         g_second = torch.cat((g_second_t.T, g_bias_out.unsqueeze(0)))
-        grads = self._unfold(g_first, g_second)
-        entropy = totals[2].item() / n + 0.5 * k * (1 + _LOG_2PI)
-        return grads, {
-            "policy_loss": totals[0].item() / n,
-            "value_loss": totals[1].item() / n,
-            "entropy": entropy,
-        }
+        entropy = totals[2] / n + 0.5 * k * (1 + _LOG_2PI)
+        stats = {"policy_loss": totals[0] / n, "value_loss": totals[1] / n, "entropy": entropy}
+        if read_back:
+            stats = {key: value.item() for key, value in stats.items()}
+        return self._unfold(g_first, g_second), stats
 
     def _unfold(self, g_first: torch.Tensor, g_second: torch.Tensor) -> dict[str, torch.Tensor]:
         """Gradients of the folded weights -> gradients of the named parameters."""

@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 
-from recip_tourney.envs.ipd import PAYOFF
+from recip_tourney.envs.ipd import PAYOFF, constant
 
 BaselineIndex = Literal["as_implemented", "corrected"]
 
@@ -28,14 +28,26 @@ _CORRECTED = [1 + 2 * (k % 2) + k // 2 for k in _K]
 #: The reference code reads the 5-vector at the raw outcome index (start, CC, CD, DC): quirk 1.
 _AS_IMPLEMENTED = list(_K)
 
+#: Per-outcome payoffs (opponent's side order, see the module docstring), as plain tuples;
+#: :func:`_table` makes them tensors once per dtype and device.
+_TABLES = {
+    "rc_vs_c": tuple(PAYOFF[k % 2][0] for k in _K),  # Rc's payoff in k had o cooperated
+    "rc_vs_d": tuple(PAYOFF[k % 2][1] for k in _K),
+    "o_vs_c": tuple(PAYOFF[k // 2][0] for k in _K),  # o's payoff in k had Rc cooperated
+    "o_vs_d": tuple(PAYOFF[k // 2][1] for k in _K),
+    "o_actual": tuple(PAYOFF[k // 2][k % 2] for k in _K),
+    "extrinsic": tuple(PAYOFF[k % 2][k // 2] for k in _K),
+}
+
 
 def baseline_index(mode: BaselineIndex) -> list[int]:
     """Which entry of a 5-state baseline vector each outcome ``k`` reads."""
     return _CORRECTED if mode == "corrected" else _AS_IMPLEMENTED
 
 
-def _table(fn: object, dtype: torch.dtype) -> torch.Tensor:
-    return torch.tensor([fn(k) for k in _K], dtype=dtype)  # type: ignore[operator]
+def _table(name: str, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """One of :data:`_TABLES` as a (4,) tensor on ``device`` (shared: never modify it)."""
+    return constant(_TABLES[name], dtype, device)
 
 
 def influence_terms(
@@ -50,23 +62,23 @@ def influence_terms(
     mode : {"as_implemented", "corrected"}
         Baseline lookup (spec 7.5, quirk 1).
     """
-    dtype = own_baseline.dtype
-    idx = baseline_index(mode)
-    p = opponent_baseline[:, idx].unsqueeze(-1)  # (B, k_prev, 1)
-    q = own_baseline[:, idx].unsqueeze(-1)  # (B, k, 1)
-    rc_vs_c = _table(lambda k: PAYOFF[k % 2][0], dtype)  # Rc's payoff in k had o cooperated
-    rc_vs_d = _table(lambda k: PAYOFF[k % 2][1], dtype)
-    o_vs_c = _table(lambda k: PAYOFF[k // 2][0], dtype)  # o's payoff in k had Rc cooperated
-    o_vs_d = _table(lambda k: PAYOFF[k // 2][1], dtype)
-    o_actual = _table(lambda k: PAYOFF[k // 2][k % 2], dtype)
-    grudge = p * rc_vs_c + (1 - p) * rc_vs_d - extrinsic(dtype)
-    influence = q * o_vs_c + (1 - q) * o_vs_d - o_actual
+    dtype, device = own_baseline.dtype, own_baseline.device
+    idx = constant(tuple(baseline_index(mode)), torch.long, device)
+    p = opponent_baseline.index_select(1, idx).unsqueeze(-1)  # (B, k_prev, 1)
+    q = own_baseline.index_select(1, idx).unsqueeze(-1)  # (B, k, 1)
+    rc_vs_c, rc_vs_d = _table("rc_vs_c", dtype, device), _table("rc_vs_d", dtype, device)
+    o_vs_c, o_vs_d = _table("o_vs_c", dtype, device), _table("o_vs_d", dtype, device)
+    grudge = p * rc_vs_c + (1 - p) * rc_vs_d - extrinsic(dtype, device)
+    influence = q * o_vs_c + (1 - q) * o_vs_d - _table("o_actual", dtype, device)
     return grudge, influence
 
 
-def extrinsic(dtype: torch.dtype) -> torch.Tensor:
-    """The Reciprocator's own payoff in each outcome ``k`` (opponent's side order), (4,)."""
-    return _table(lambda k: PAYOFF[k % 2][k // 2], dtype)
+def extrinsic(dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The Reciprocator's own payoff in each outcome ``k`` (opponent's side order), (4,).
+
+    Shared between calls (made once per dtype and device): never modify it in place.
+    """
+    return _table("extrinsic", dtype, device)
 
 
 def shaped_rewards(
@@ -82,7 +94,7 @@ def shaped_rewards(
     """
     grudge, influence = influence_terms(own_baseline, opponent_baseline, mode)
     reciprocal = weight * grudge.unsqueeze(-1) * influence.unsqueeze(1)
-    return reciprocal + extrinsic(own_baseline.dtype)
+    return reciprocal + extrinsic(own_baseline.dtype, own_baseline.device)
 
 
 def shaped_value(
@@ -109,7 +121,8 @@ def shaped_value(
         Weight ``w`` of the reciprocal reward.
     """
     expected_influence = (transition * influence).sum(-1)  # E[U(b, c) | b], (B, 4)
-    expected_payoff = transition @ extrinsic(transition.dtype)  # E[R(c) | b], (B, 4)
+    payoff = extrinsic(transition.dtype, transition.device)
+    expected_payoff = transition @ payoff  # E[R(c) | b], (B, 4)
     reach = visitation.unsqueeze(-1) * transition  # M(a) P(a, b), (B, 4, 4)
     reciprocal = weight * (reach * grudge * expected_influence.unsqueeze(1)).sum((1, 2))
     return reciprocal + (reach.sum(1) * expected_payoff).sum(-1), reciprocal

@@ -73,16 +73,17 @@ def fourier_basis() -> torch.Tensor:
     frequencies ``(p, q)`` = (0, 1), (1, 0), (1, 1), (1, 2) (one of each conjugate pair);
     row 8: the constant 1/3; row 9: zero (a pad, so that the basis splits in 5 pairs).
     Shifts act on each (cos, sin) pair as rotations, so a circular convolution maps each
-    pair's span, and the constant, to itself.
+    pair's span, and the constant, to itself. Computed on the CPU (the same numbers for
+    every device; users move it).
     """
     i, j = (x.flatten().double() for x in torch.meshgrid(
-        torch.arange(GRID), torch.arange(GRID), indexing="ij"))
+        torch.arange(GRID, device="cpu"), torch.arange(GRID, device="cpu"), indexing="ij"))
     rows = []
     for p, q in ((0, 1), (1, 0), (1, 1), (1, 2)):
         phase = 2 * math.pi * (p * i + q * j) / GRID
         rows += [math.sqrt(2) / GRID * phase.cos(), math.sqrt(2) / GRID * phase.sin()]
-    rows += [torch.full((CELLS,), 1 / GRID, dtype=torch.float64),
-             torch.zeros(CELLS, dtype=torch.float64)]
+    rows += [torch.full((CELLS,), 1 / GRID, dtype=torch.float64, device="cpu"),
+             torch.zeros(CELLS, dtype=torch.float64, device="cpu")]
     return torch.stack(rows)
 
 
@@ -115,15 +116,15 @@ class FourierConv:
 
     @classmethod
     def build(cls, channels: int) -> FourierConv:
-        """The maps for ``channels`` channels."""
+        """The maps for ``channels`` channels, on the CPU."""
         q = fourier_basis()[:CELLS]
-        units = torch.eye(CELLS, dtype=torch.float64).view(CELLS, 1, 1, GRID, GRID)
+        units = torch.eye(CELLS, dtype=torch.float64, device="cpu").view(CELLS, 1, 1, GRID, GRID)
         freq = q @ dense_circular_conv(units) @ q.T  # (9 kernel entries, 9, 9)
         cols = [freq[:, 2 * g + a, 2 * g + b] for g in range(4) for a in (0, 1) for b in (0, 1)]
         mix = torch.stack([*cols, freq[:, 8, 8]], dim=1)  # (9, 17)
         c = channels
-        block_of_g = torch.full((5, 2, c, 2, c), c * c * 17, dtype=torch.long)
-        o = torch.arange(c).view(-1, 1)
+        block_of_g = torch.full((5, 2, c, 2, c), c * c * 17, dtype=torch.long, device="cpu")
+        o = torch.arange(c, device="cpu").view(-1, 1)
         pair = (o * c + o.T) * 17  # G index of (o, c), column 0
         for g in range(4):
             for a in (0, 1):
@@ -131,9 +132,9 @@ class FourierConv:
                     block_of_g[g, a, :, b, :] = pair + 4 * g + 2 * a + b
         block_of_g[4, 0, :, 0, :] = pair + 16
         block_of_g = block_of_g.flatten()
-        g_of_block = torch.empty(c * c * 17, dtype=torch.long)
+        g_of_block = torch.empty(c * c * 17, dtype=torch.long, device="cpu")
         inside = block_of_g < c * c * 17
-        g_of_block[block_of_g[inside]] = torch.arange(block_of_g.numel())[inside]
+        g_of_block[block_of_g[inside]] = torch.arange(block_of_g.numel(), device="cpu")[inside]
         return cls(fourier_basis(), mix, block_of_g, g_of_block)
 
 
@@ -193,18 +194,22 @@ class FourierCritic:
     states: torch.Tensor
 
     @classmethod
-    def build(cls, channels: int, hidden: int, value_time: bool, dtype: torch.dtype
-              ) -> FourierCritic:
-        """The maps of a critic with ``channels`` conv channels and width ``hidden``."""
+    def build(cls, channels: int, hidden: int, value_time: bool, dtype: torch.dtype,
+              device: torch.device | str | None = None) -> FourierCritic:
+        """The maps of a critic with ``channels`` conv channels and width ``hidden``, on
+        ``device`` (default: the CPU; computed there, then moved: the same numbers on every
+        device)."""
         c = channels
+        device = torch.device("cpu") if device is None else torch.device(device)
         # first conv: dense map with rows cell-major (9 cells x C), inputs channel-major
-        rows = torch.arange(c * CELLS).view(c, CELLS).T.flatten()
-        conv1_index = circular_conv_index(CHANNELS, c)[rows]
+        rows = torch.arange(c * CELLS, device="cpu").view(c, CELLS).T.flatten()
+        conv1_index = circular_conv_index(CHANNELS, c, device="cpu")[rows]
         conv1_sum = conv1_index.flatten().argsort(stable=True).view(-1, CELLS)
         fourier = FourierConv.build(c)
-        return cls(c, hidden, value_time, conv1_index, conv1_sum, fourier.basis.to(dtype),
-                   fourier.mix.to(dtype), fourier.block_of_g, fourier.g_of_block,
-                   all_states(dtype))
+        return cls(c, hidden, value_time, conv1_index.to(device), conv1_sum.to(device),
+                   fourier.basis.to(dtype=dtype, device=device),
+                   fourier.mix.to(dtype=dtype, device=device), fourier.block_of_g.to(device),
+                   fourier.g_of_block.to(device), all_states(dtype, device))
 
     def weights(self, params: dict[str, torch.Tensor]) -> CriticWeights:
         """The forms of the passes (:class:`CriticWeights`) of every seed's parameters
@@ -219,7 +224,7 @@ class FourierCritic:
         g = torch.mm(params["k2"].reshape(s * c * c, CELLS), self.mix).view(s, -1)
         g = torch.cat((g, g.new_zeros(s, 1)), dim=1)
         blocks = g[:, self.block_of_g].view(5 * s, 2 * c, 2 * c)
-        bias2 = torch.zeros(s, 5, 2 * c, 1, dtype=k1.dtype)
+        bias2 = torch.zeros(s, 5, 2 * c, 1, dtype=k1.dtype, device=k1.device)
         bias2[:, 4, :c, 0] = GRID * params["b2"]  # the constant b has coefficient 3 b
         w3 = params["w3"]
         linear3 = w3[..., :trunk].reshape(s, h, c, CELLS).transpose(2, 3).reshape(s, h, trunk)
@@ -258,7 +263,7 @@ class FourierCritic:
     def rows(self, keys: torch.Tensor, steps: int) -> torch.Tensor:
         """The critic's input rows ``[vec(s), tau, 1]`` (n, 38) of value keys
         (:attr:`~recip_tourney.agents.influence_features.SampleTables.value_keys`)."""
-        tau = torch.zeros(len(keys), 1, dtype=self.states.dtype)
+        tau = torch.zeros(len(keys), 1, dtype=self.states.dtype, device=keys.device)
         if self.value_time:
             keys, tau = keys.div(steps, rounding_mode="floor"), (keys % steps).to(tau).view(-1, 1)
         rows = self.states.index_select(0, keys)
@@ -266,18 +271,33 @@ class FourierCritic:
 
     def minibatch_gradient(self, w: CriticWeights, tables: SampleTables, index: torch.Tensor,
                            weights: torch.Tensor, grads: dict[str, torch.Tensor],
-                           buffer: Buffer) -> None:
+                           buffer: Buffer, distinct: bool | None = None) -> None:
         """Forward and backward of the critic on each seed's minibatch; gradients into
         ``grads`` (:data:`CRITIC_BLOCKS`, seed first).
 
-        The critic sees the state only (and ``tau`` with ``value_time``), so the minibatch
-        is reduced to its distinct inputs: with ``n_u`` rows of input ``u`` and returns
-        summing to ``Sigma_u``, the MSE gradient at ``V(u)`` is ``(n_u V(u) - Sigma_u) / mb``
-        (the same loss, about a quarter fewer rows with uniform states). Seed by seed, as
-        each seed has its own number of distinct inputs.
+        With ``distinct`` (the default on the CPU): the critic sees the state only (and
+        ``tau`` with ``value_time``), so the minibatch is reduced to its distinct inputs:
+        with ``n_u`` rows of input ``u`` and returns summing to ``Sigma_u``, the MSE gradient
+        at ``V(u)`` is ``(n_u V(u) - Sigma_u) / mb`` (the same loss, about a quarter fewer
+        rows with uniform states). Seed by seed, as each seed has its own number of distinct
+        inputs. Without (the default elsewhere): every row of the minibatch, each weighted
+        by its ``weights`` entry; the same gradient up to rounding, with no size that
+        depends on the data, so a GPU never waits for the host (``torch.unique`` and the
+        count of rows would).
 
         ``index`` (S, mb): table rows; ``weights`` (mb,): 1 / rows, 0 on padding.
         """
+        if distinct is None:
+            distinct = index.device.type == "cpu"
+        if not distinct:
+            one = weights.new_ones(())
+            for seed in range(index.shape[0]):
+                index_s = index[seed]
+                x = self.rows(tables.value_keys.index_select(0, index_s), tables.steps)
+                returns = tables.returns.index_select(0, index_s).T.unsqueeze(0)
+                self.gradient(w.seed(seed), x.unsqueeze(0), one, returns, weights,
+                              {k: g[seed: seed + 1] for k, g in grads.items()}, buffer)
+            return
         rows = int((weights > 0).sum())  # padding, if any, is at the end
         for seed in range(index.shape[0]):
             index_s = index[seed, :rows]
@@ -295,8 +315,8 @@ class FourierCritic:
                  buffer: Buffer) -> None:
         """One seed's critic gradient into ``grads`` (:data:`CRITIC_BLOCKS`, leading
         dimension 1): inputs ``x`` (1, U, 38), each seen ``counts`` (U,) times with returns
-        summing to ``returns`` (1, 2, U); the loss is ``scale`` (1 / minibatch rows) times
-        the sum of squared errors."""
+        summing to ``returns`` (1, 2, U); the loss is ``scale`` (1 / minibatch rows, or one
+        weight per input, (U,)) times the sum of squared errors."""
         n = x.shape[1]
         c, h = self.channels, self.hidden
         trunk = c * CELLS

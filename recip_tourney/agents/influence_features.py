@@ -56,8 +56,8 @@ def state_labels(states: torch.Tensor) -> torch.Tensor:
 
 def one_hot_states(labels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``vec(s)`` of cell labels: ``(..., 4)`` -> ``(..., 36)``, channel ``k`` at ``9 k + l_k``."""
-    out = torch.zeros(*labels.shape[:-1], STATE_FEATURES, dtype=dtype)
-    offsets = torch.arange(0, STATE_FEATURES, CELLS)
+    out = torch.zeros(*labels.shape[:-1], STATE_FEATURES, dtype=dtype, device=labels.device)
+    offsets = torch.arange(0, STATE_FEATURES, CELLS, device=labels.device)
     return out.scatter_(-1, labels.long() + offsets, 1.0)
 
 
@@ -75,19 +75,20 @@ def features(labels: torch.Tensor, actions: torch.Tensor, tau: torch.Tensor | fl
 
     Returns
     -------
-    Tensor, (..., 39)
+    Tensor, (..., 39), on the labels' device
     """
-    out = torch.empty(*labels.shape[:-1], FEATURES, dtype=dtype)
+    out = torch.empty(*labels.shape[:-1], FEATURES, dtype=dtype, device=labels.device)
     out[..., :PLAYERS] = actions
     out[..., PLAYERS:TAU] = one_hot_states(labels, dtype)
     out[..., TAU] = tau
     return out
 
 
-def all_states(dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``vec(S(l))`` of the 6561 label tuples, (6561, 36), flat index ``729 l0 + 81 l1 +
-    9 l2 + l3`` (the order of a 4-way Cartesian product)."""
-    grid = torch.cartesian_prod(*[torch.arange(CELLS)] * CHANNELS)
+def all_states(dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+               ) -> torch.Tensor:
+    """``vec(S(l))`` of the 6561 label tuples, (6561, 36) on ``device``, flat index
+    ``729 l0 + 81 l1 + 9 l2 + l3`` (the order of a 4-way Cartesian product)."""
+    grid = torch.cartesian_prod(*[torch.arange(CELLS, device=device)] * CHANNELS)
     return one_hot_states(grid, dtype)
 
 
@@ -122,11 +123,13 @@ class SampleTables:
             return x.transpose(0, 1).reshape(seeds * steps * games, *x.shape[3:])
 
         labels = cat["labels"].long()
-        tau = (steps - 1 - torch.arange(steps, dtype=dtype)).view(-1, 1, 1)
+        device = labels.device
+        tau = (steps - 1 - torch.arange(steps, dtype=dtype, device=device)).view(-1, 1, 1)
         x = with_one(features(labels, cat["actions"], tau, dtype))
         next_labels = torch.zeros_like(labels)
         next_labels[:-1] = labels[1:]
-        keys = (labels * CELLS ** torch.arange(CHANNELS - 1, -1, -1)).sum(-1)  # (T, S, nB)
+        powers = CELLS ** torch.arange(CHANNELS - 1, -1, -1, device=device)
+        keys = (labels * powers).sum(-1)  # (T, S, nB)
         if value_time:
             keys = keys * steps + tau.long()
         return cls(rows(x), rows(cat["rewards"]), rows(cat["returns"]), rows(next_labels),

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from recip_tourney.agents.coins_agent import upload
 from recip_tourney.agents.default_init import default_bias, kaiming_weight
 from recip_tourney.agents.influence_critic import (
     CRITIC_BLOCKS,
@@ -89,6 +90,9 @@ class InfluenceModels:
     dtype : torch.dtype
     betas, eps : tuple of float, float
         Adam's, as ``torch.optim.Adam``.
+    device : torch.device or str, optional
+        Where the parameters, Adam's state and the fits live (default: the CPU). The initial
+        weights are drawn on the CPU from the seeds' generators and moved there.
 
     Attributes
     ----------
@@ -112,7 +116,9 @@ class InfluenceModels:
         dtype: torch.dtype = torch.float32,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        device: torch.device | str | None = None,
     ) -> None:
+        device = torch.device("cpu") if device is None else torch.device(device)
         self.generators = generators
         self.seeds = s = len(generators)
         self.lr, self.betas, self.eps = lr, betas, eps
@@ -134,16 +140,18 @@ class InfluenceModels:
         for name, shape in self._shapes.items():
             self._offsets[name] = (total, total + math.prod(shape))
             total += math.prod(shape)
-        self.flat = torch.zeros(total, dtype=dtype)
-        self.grad = torch.zeros(total, dtype=dtype)
-        self.exp_avg = torch.zeros(total, dtype=dtype)
-        self.exp_avg_sq = torch.zeros(total, dtype=dtype)
+        # drawn on the CPU (the seeds' generators), then moved
+        self.flat = torch.zeros(total, dtype=dtype, device="cpu")
+        self._initialise()
+        self.flat = self.flat.to(device)
+        self.grad = torch.zeros(total, dtype=dtype, device=device)
+        self.exp_avg = torch.zeros(total, dtype=dtype, device=device)
+        self.exp_avg_sq = torch.zeros(total, dtype=dtype, device=device)
         self.adam_steps = [0] * len(MODELS)
         self._scratch: dict[str, torch.Tensor] = {}
         self._model_of = self._element_models()
-        self._initialise()
-        self._critic = FourierCritic.build(c, h, value_time, dtype)
-        mask = torch.ones(6, 1, 1, COLUMNS, dtype=dtype)
+        self._critic = FourierCritic.build(c, h, value_time, dtype, device)
+        mask = torch.ones(6, 1, 1, COLUMNS, dtype=dtype, device=device)
         for m, dropped in enumerate(DROPPED_ACTION):
             if dropped is not None:
                 mask[m, ..., dropped] = 0.0
@@ -151,16 +159,21 @@ class InfluenceModels:
 
     # ------------------------------------------------------------------ parameters
 
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live."""
+        return self.flat.device
+
     def _element_models(self) -> torch.Tensor:
         """The model (index in :data:`MODELS`) of every element of :attr:`flat`."""
-        out = torch.empty(self.flat.numel(), dtype=torch.long)
+        out = torch.empty(self.flat.numel(), dtype=torch.long, device=self.device)
         for name, shape in self._shapes.items():
             lo, hi = self._offsets[name]
             if name.startswith("v."):
                 out[lo:hi] = 0
             else:
                 first = 1 if name.startswith(("mlp.", "r.")) else 4
-                out[lo:hi] = (torch.arange(shape[0]) + first).repeat_interleave(
+                out[lo:hi] = (torch.arange(shape[0], device=self.device) + first).repeat_interleave(
                     math.prod(shape[1:]))
         return out
 
@@ -174,7 +187,8 @@ class InfluenceModels:
         size = math.prod(shape)
         buffer = self._scratch.get(name)
         if buffer is None or buffer.numel() < size:
-            buffer = self._scratch[name] = torch.empty(size, dtype=self.dtype)
+            buffer = self._scratch[name] = torch.empty(size, dtype=self.dtype,
+                                                       device=self.device)
         return buffer[:size].view(shape)
 
     def view(self, name: str, flat: torch.Tensor | None = None) -> torch.Tensor:
@@ -250,8 +264,10 @@ class InfluenceModels:
             self.flat.addcdiv_(self.exp_avg, denom, value=-self.lr / (1 - beta1**n))
             return
         # models at different step counts, or sitting this step out (small buffers only)
-        steps = torch.tensor(self.adam_steps, dtype=torch.float64)
-        on = torch.tensor(active)[self._model_of]
+        # small host tensors, copied without waiting for the device
+        steps = upload(torch.tensor(self.adam_steps, dtype=torch.float64, device="cpu"),
+                       self.device)
+        on = upload(torch.tensor(active, device="cpu"), self.device)[self._model_of]
         c1 = (1 - beta1**steps).to(self.dtype)[self._model_of]
         c2 = (1 - beta2**steps).sqrt().to(self.dtype)[self._model_of]
         exp_avg = torch.lerp(self.exp_avg, grad, 1 - beta1)
@@ -305,7 +321,8 @@ class InfluenceModels:
             # NLL over the mb x 4 (row, head) pairs: d/d logits = (softmax - onehot) / (4 mb)
             d_p = affine(w3p, b3p, h2).view(n3, CHANNELS, CELLS, mb).softmax(2)
             d_p.scatter_add_(2, p_target.transpose(1, 2).unsqueeze(2),
-                             torch.full((n3, CHANNELS, 1, mb), -1.0, dtype=d_p.dtype))
+                             torch.full((n3, CHANNELS, 1, mb), -1.0, dtype=d_p.dtype,
+                                        device=d_p.device))
             d_p = d_p.view(3, -1, STATE_FEATURES, mb).mul_(weights[3:].view(3, 1, 1, mb) * 0.25)
             d_p = d_p.view(n3, STATE_FEATURES, mb)
             torch.bmm(d_p, h2.transpose(1, 2),
@@ -345,7 +362,8 @@ class InfluenceModels:
         """``x_t`` (``tau = T - 1 - t``) of an episode per seed, (S, T B, 39), time-major."""
         labels = state_labels(states)
         steps = labels.shape[0]
-        tau = (steps - 1 - torch.arange(steps, dtype=self.dtype)).view(-1, 1, 1)
+        tau = (steps - 1 - torch.arange(steps, dtype=self.dtype, device=labels.device)
+               ).view(-1, 1, 1)
         x = features(labels, actions, tau, self.dtype)
         return x.transpose(0, 1).flatten(1, 2)
 
@@ -403,6 +421,6 @@ class InfluenceModels:
         Tensor, (S, 6561, 2), or (S, K, 6561, 2) with ``value_time``
         """
         with torch.no_grad():
-            x = all_states(self.dtype).expand(self.seeds, -1, -1)
+            x = all_states(self.dtype, self.device).expand(self.seeds, -1, -1)
             return self._critic.values(self._value_weights(), x, taus).transpose(-1, -2)
 

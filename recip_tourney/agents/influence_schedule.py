@@ -6,7 +6,9 @@ samples (:func:`draw_subsamples`), then runs ``epochs`` epochs, each a fresh shu
 every subsample cut into minibatches (:func:`draw_epoch`). Step ``j`` of an epoch trains
 every model and seed on its ``j``-th minibatch (:class:`StepPlan`, :func:`epoch_index`); a
 model whose minibatches are used up (a smaller dataset) sits the remaining steps out. All
-draws of a seed come from its own generator, in a fixed order.
+draws of a seed come from its own generator, in a fixed order, on the generator's device
+(the CPU); a fit's plan and each epoch's minibatches are then moved to the estimator's
+device in one copy each.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from recip_tourney.agents.coins_agent import upload
 from recip_tourney.agents.influence_models import MODELS
 
 
@@ -39,7 +42,8 @@ def draw_subsamples(generator: torch.Generator, rows: int, transitions: int,
     """One seed's subsample of each model (:data:`~recip_tourney.agents.influence_models.
     MODELS` order): the first ``sizes[m]`` entries of a random permutation of the model's
     dataset (``rows`` samples for V and R, ``transitions`` for P)."""
-    return [torch.randperm(rows if m[0] in "VR" else transitions, generator=generator)[:k]
+    return [torch.randperm(rows if m[0] in "VR" else transitions, generator=generator,
+                           device=generator.device)[:k]
             for m, k in zip(MODELS, sizes, strict=True)]
 
 
@@ -47,7 +51,8 @@ def draw_epoch(generator: torch.Generator, subsamples: list[torch.Tensor]
                ) -> list[torch.Tensor]:
     """One seed's epoch: each model's subsample in a fresh random order (minibatch
     ``j`` is entries ``j mb`` to ``(j + 1) mb``)."""
-    return [sub[torch.randperm(len(sub), generator=generator)] for sub in subsamples]
+    return [sub[torch.randperm(len(sub), generator=generator, device=generator.device)]
+            for sub in subsamples]
 
 
 @dataclass(frozen=True)
@@ -71,23 +76,26 @@ class StepPlan:
         return len(self.active)
 
     @classmethod
-    def build(cls, sizes: list[int], minibatch: int, dtype: torch.dtype) -> StepPlan:
-        """The plan of subsamples of ``sizes`` (one per model) cut into ``minibatch`` rows."""
+    def build(cls, sizes: list[int], minibatch: int, dtype: torch.dtype,
+              device: torch.device | str = "cpu") -> StepPlan:
+        """The plan of subsamples of ``sizes`` (one per model) cut into ``minibatch`` rows;
+        its weights on ``device``."""
         mb, n_models = minibatch, len(sizes)
         per_model = [math.ceil(k / mb) for k in sizes]
         steps = max(per_model)
-        weights = torch.zeros(n_models, steps * mb, dtype=dtype)
+        weights = torch.zeros(n_models, steps * mb, dtype=dtype, device="cpu")
         for m, k in enumerate(sizes):
             for j in range(per_model[m]):
                 lo, hi = j * mb, min(k, (j + 1) * mb)
                 weights[m, lo:hi] = 1.0 / (hi - lo)
-        weights = weights.view(n_models, steps, mb).transpose(0, 1).contiguous()
+        weights = upload(weights.view(n_models, steps, mb).transpose(0, 1).contiguous(), device)
         active = [[j < per_model[m] for m in range(n_models)] for j in range(steps)]
         return cls(weights, active)
 
 
 def epoch_index(generators: list[torch.Generator], subsamples: list[list[torch.Tensor]],
-                rows: int, steps: int, minibatch: int) -> torch.Tensor:
+                rows: int, steps: int, minibatch: int, device: torch.device | str = "cpu"
+                ) -> torch.Tensor:
     """One epoch's minibatches of every model and seed as rows of the sample tables.
 
     Seed ``s`` draws its epoch (:func:`draw_epoch`) from ``generators[s]``, in seed order;
@@ -96,13 +104,14 @@ def epoch_index(generators: list[torch.Generator], subsamples: list[list[torch.T
 
     Returns
     -------
-    Tensor of long, (steps, 7, S, minibatch)
+    Tensor of long, (steps, 7, S, minibatch), on ``device`` (assembled on the CPU, where
+    the generators draw, and copied once)
     """
     seeds, n_models, mb = len(generators), len(MODELS), minibatch
-    offset = (torch.arange(seeds) * rows).view(1, seeds, 1)
-    index = torch.zeros(n_models, seeds, steps * mb, dtype=torch.long)
+    offset = (torch.arange(seeds, device="cpu") * rows).view(1, seeds, 1)
+    index = torch.zeros(n_models, seeds, steps * mb, dtype=torch.long, device="cpu")
     for s, g in enumerate(generators):
         for m, order in enumerate(draw_epoch(g, subsamples[s])):
             index[m, s, : len(order)] = order
     index = (index + offset).view(n_models, seeds, steps, mb).permute(2, 0, 1, 3)
-    return index.contiguous()
+    return upload(index.contiguous(), device)

@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 
 from recip_tourney.agents.base import AnalyticAgent, Params
-from recip_tourney.envs.ipd import SWAP_OUTCOME_INDEX, SWAP_STATE_INDEX
+from recip_tourney.envs.ipd import swap_outcome_index, swap_state_index
 from recip_tourney.envs.ipd_analytic import View
 from recip_tourney.envs.linalg4 import lu_factor, lu_solve, lu_solve_transposed
 from recip_tourney.registry import register_agent
@@ -57,10 +57,11 @@ def shaping_gradient(view: View) -> torch.Tensor:
         bar_c, bar_d = (bar_g * y).sum(0), (bar_g * (1 - y)).sum(0)
         bar_u.append(torch.stack((bar_c, bar_d, -bar_c, -bar_d)))  # d/du of (c, d)
     # back to our frame (the swaps are involutions)
-    bar_u_own = bar_u[0].index_select(0, SWAP_OUTCOME_INDEX)
-    bar_u_oth = bar_u[1].index_select(0, SWAP_OUTCOME_INDEX)
-    bar_visits = bar_visits.index_select(0, SWAP_OUTCOME_INDEX)
-    bar_p_own = bar_y.index_select(0, SWAP_STATE_INDEX)
+    outcomes = swap_outcome_index(view.own.device)
+    bar_u_own = bar_u[0].index_select(0, outcomes)
+    bar_u_oth = bar_u[1].index_select(0, outcomes)
+    bar_visits = bar_visits.index_select(0, outcomes)
+    bar_p_own = bar_y.index_select(0, swap_state_index(view.own.device))
     # adjoint of u = A^-1 R and A^T M = q (A = P - I / gamma, q = -p0 / gamma)
     lu = lu_factor(view.matrix())
     lam = torch.stack(lu_solve_transposed(lu, list(torch.stack((bar_u_own, bar_u_oth), 1))))

@@ -15,6 +15,7 @@ from recip_tourney.agents.base import (
     agent_class,
 )
 from recip_tourney.agents.gaussian_ppo import GaussianActorCritic
+from recip_tourney.envs.ipd import upload
 from recip_tourney.envs.ipd_analytic import View
 from recip_tourney.pretrain import mfos as training
 from recip_tourney.pretrain.artifacts import ArtifactSpec
@@ -105,7 +106,8 @@ class MFOS(AnalyticAgent):
     meta_game = True
 
     def prepare(self, match: MatchContext) -> None:
-        """Load the trained meta-policies and one sampling generator per seed."""
+        """Load the trained meta-policies (onto the game's device) and one sampling
+        generator per seed (on the CPU)."""
         # a self-play artifact holds both players; the second mover plays player 1
         two = "player1" in match.artifacts[0]
         key = "player1" if two and match.role == "opponent" else "player0"
@@ -113,7 +115,8 @@ class MFOS(AnalyticAgent):
         for slot in match.seeds or ():
             state = match.artifacts[slot.index % len(match.artifacts)][key]
             hidden = state["actor.0.weight"].shape[0]
-            net = GaussianActorCritic(10, 5, hidden, torch.Generator(), self.game.dtype)
+            net = GaussianActorCritic(10, 5, hidden, torch.Generator(), self.game.dtype,
+                                      self.device)
             net.load_state_dict(state)
             self._nets.append(net)
         self._generators = [
@@ -123,13 +126,20 @@ class MFOS(AnalyticAgent):
         self._games = match.games_per_seed
 
     def update(self, view: View, other_next: torch.Tensor | None = None) -> torch.Tensor:
-        """Sample the next policy from the meta-policy, seed by seed."""
+        """Sample the next policy from the meta-policy, seed by seed.
+
+        Each seed's noise comes from its own generator on the CPU; all of it travels to the
+        device in one copy.
+        """
         state = training.meta_state(view.own, view.other)
+        games = self._games
+        draws = [torch.randn(games, 5, generator=generator, dtype=torch.float64, device="cpu")
+                 for generator in self._generators]
+        noise = upload(torch.cat(draws).to(self.game.dtype), self.device)
         actions = []
-        for i, (net, generator) in enumerate(zip(self._nets, self._generators, strict=True)):
-            rows = state[i * self._games : (i + 1) * self._games]
-            noise = torch.randn(rows.shape[0], 5, generator=generator, dtype=torch.float64)
-            actions.append(net.act(rows, noise.to(self.game.dtype))[0])
+        for i, net in enumerate(self._nets):
+            rows = slice(i * games, (i + 1) * games)
+            actions.append(net.act(state[rows], noise[rows])[0])
         return torch.cat(actions).T.contiguous()
 
     @classmethod

@@ -57,7 +57,7 @@ def train(training: Training) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         n_inits=p["n_inits"], iterations=p["iterations"], unroll=p["unroll"],
         batch=p["meta_batch"], outer_lr=p["outer_lr"], init_std=settings["init_std"],
         gamma=settings["gamma"], dtype=getattr(torch, settings["dtype"]), seed=p["train_seed"],
-        callback=training.on_step,
+        callback=training.on_step, device=training.device,
     )  # fmt: skip
     return {"logits": result.logits, "own_lr": result.own_lr}, result.log
 
@@ -98,16 +98,17 @@ class MMAML(NaiveLearner):
         return [_training_spec(pairing.me.params, pairing.settings)]
 
     def prepare(self, match: MatchContext) -> None:
-        """Take the initialisations: meta-trained (artifact) or published (package data)."""
+        """Take the initialisations: meta-trained (artifact) or published (package data),
+        moved to the game's device."""
         if self.params.init == "published":
             starts = meta.published_initialisations()
         else:
             starts = match.artifacts[0]["logits"]
-        self._starts = starts.to(torch.float64)
+        self._starts = starts.to(device=self.device, dtype=torch.float64)
 
     def initial_logits(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Each initialisation's logits for a contiguous block of ``batch / replicas`` games."""
         if self._starts is None:
             raise RuntimeError("M-MAML must be prepared with its initialisations first")
-        block = torch.arange(batch) * self._starts.shape[0] // batch
+        block = torch.arange(batch, device=self._starts.device) * self._starts.shape[0] // batch
         return self._starts.index_select(0, block).T.contiguous().to(self.game.dtype)

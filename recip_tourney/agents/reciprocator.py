@@ -10,7 +10,7 @@ from pydantic import Field
 
 from recip_tourney.agents.base import AnalyticAgent, Params
 from recip_tourney.agents.influence import BaselineIndex, influence_terms, shaped_value
-from recip_tourney.envs.ipd import SWAP_STATE_INDEX
+from recip_tourney.envs.ipd import swap_state_index
 from recip_tourney.envs.ipd_analytic import AnalyticIPD, View
 from recip_tourney.registry import register_agent
 
@@ -67,7 +67,7 @@ class Reciprocator(AnalyticAgent):
         self._last_rr: torch.Tensor | None = None
 
     def _start(self, batch: int) -> None:
-        half = torch.full((5, batch), 0.5, dtype=self.game.dtype)
+        half = torch.full((5, batch), 0.5, dtype=self.game.dtype, device=self.device)
         self._own_baseline, self._opp_baseline = half, half
         self._own_buffer.append(half)
         self._opp_buffer.append(half)
@@ -97,7 +97,8 @@ class Reciprocator(AnalyticAgent):
             self._last_rr = reciprocal.detach()
         new = view.own + p.lr * grad
         self._own_buffer.append(torch.sigmoid(new))
-        self._opp_buffer.append(torch.sigmoid(opponent.index_select(0, SWAP_STATE_INDEX)))
+        swap = swap_state_index(opponent.device)
+        self._opp_buffer.append(torch.sigmoid(opponent.index_select(0, swap)))
         if self._counter % p.target_period == 0:
             own_mean = torch.stack(tuple(self._own_buffer)).mean(0)
             opp_mean = torch.stack(tuple(self._opp_buffer)).mean(0)

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from recip_tourney.agents.bernoulli_ppo import one_hot, seed_major
 from recip_tourney.agents.rollout import EpisodeView, PPOAgent, PPOParams
 from recip_tourney.envs.ipd import COOPERATE, STATES
 from recip_tourney.envs.ipd_rollout import reward_table, seed_means
@@ -65,20 +66,25 @@ class RolloutReciprocator(PPOAgent):
         params: RolloutReciprocatorParams,
         generators: list[torch.Generator],
         dtype: torch.dtype,
+        device: torch.device | str = "cpu",
     ) -> None:
-        super().__init__(params, generators, dtype)
+        super().__init__(params, generators, dtype, device)
         # per episode: (visits, own cooperations, other's cooperations), each (S, 5)
         self._buffer: deque[torch.Tensor] = deque(maxlen=params.buffer_episodes)
         # empirical P(C | s) of (self, other), (2, S, 5); states never seen keep 0.5
-        self.p_hat = torch.full((2, self.seeds, N_STATES), 0.5, dtype=torch.float64)
+        self.p_hat = torch.full((2, self.seeds, N_STATES), 0.5, dtype=torch.float64,
+                                device=self.device)
         self._episode = 0
         self._previous_log: dict[str, torch.Tensor] | None = None
-        self._payoff = reward_table(dtype)
+        self._payoff = reward_table(dtype, self.device)
 
     def _count(self, episode: EpisodeView) -> torch.Tensor:
         """Visits and cooperations per (seed, state) in an episode, (3, S, 5)."""
         steps, seeds, batch = episode.obs.shape
-        ids = (episode.obs + torch.arange(seeds).view(1, seeds, 1) * N_STATES).reshape(-1)
+        if episode.obs.device.type != "cpu":
+            return self._count_dense(episode)
+        offset = torch.arange(seeds, device=episode.obs.device).view(1, seeds, 1) * N_STATES
+        ids = (episode.obs + offset).reshape(-1)
         size = seeds * N_STATES
         visits = torch.bincount(ids, minlength=size)
         own_c = torch.bincount(ids, weights=(episode.own == COOPERATE).reshape(-1).double(),
@@ -86,6 +92,16 @@ class RolloutReciprocator(PPOAgent):
         other_c = torch.bincount(ids, weights=(episode.other == COOPERATE).reshape(-1).double(),
                                  minlength=size)
         return torch.stack((visits.double(), own_c, other_c)).view(3, seeds, N_STATES)
+
+    @staticmethod
+    def _count_dense(episode: EpisodeView) -> torch.Tensor:
+        """:meth:`_count` on a GPU: a product with the samples' one-hot states (exact: sums
+        of 0 and 1), as ``torch.bincount`` there reads back to the host."""
+        own_c, other_c = (seed_major(x == COOPERATE).double() for x in (episode.own,
+                                                                        episode.other))
+        rows = torch.stack((torch.ones_like(own_c), own_c, other_c), 1)  # (S, 3, T B)
+        states = one_hot(seed_major(episode.obs), N_STATES, torch.float64)
+        return torch.bmm(rows, states).transpose(0, 1)
 
     def _refresh_baselines(self) -> None:
         """Empirical P(C | s) of both players over the buffered episodes."""

@@ -66,14 +66,24 @@ class RolloutAgent(Pretrainable, ABC):
         One per seed; an agent draws its initial weights from them when it is built.
     dtype : torch.dtype
         Floating type of rewards and networks.
+    device : torch.device or str
+        Where the agent's tensors live (its initial draws are made on the generators' CPU
+        and moved there, so a seed starts alike on every device).
     """
 
     registry_name: str = "?"
 
-    def __init__(self, params: Params, generators: list[torch.Generator], dtype: torch.dtype):
+    def __init__(
+        self,
+        params: Params,
+        generators: list[torch.Generator],
+        dtype: torch.dtype,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.params = params
         self.seeds = len(generators)
         self.dtype = dtype
+        self.device = torch.device(device)
 
     @abstractmethod
     def p_cooperate(self) -> torch.Tensor:
@@ -119,9 +129,15 @@ class PPOAgent(RolloutAgent):
 
     params: PPOParams
 
-    def __init__(self, params: PPOParams, generators: list[torch.Generator], dtype: torch.dtype):
-        super().__init__(params, generators, dtype)
-        nets = MemoryOneNets(params.hidden, generators, dtype)
+    def __init__(
+        self,
+        params: PPOParams,
+        generators: list[torch.Generator],
+        dtype: torch.dtype,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        super().__init__(params, generators, dtype, device)
+        nets = MemoryOneNets(params.hidden, generators, dtype, self.device)
         self.ppo = GroupedPPO(nets, lr=params.lr, gamma=params.gamma, epochs=params.epochs,
                               clip=params.clip, entropy=params.entropy, eps=params.eps)
 
@@ -135,8 +151,13 @@ class PPOAgent(RolloutAgent):
 
 
 def build_rollout_agent(
-    game_name: str, name: str, params: dict, generators: list[torch.Generator], dtype: torch.dtype
+    game_name: str,
+    name: str,
+    params: dict,
+    generators: list[torch.Generator],
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
 ) -> RolloutAgent:
     """Instantiate a registered rollout agent from its roster entry (inside the worker)."""
     info = registry.agent(game_name, name)
-    return info.cls(info.params(**params), generators, dtype)
+    return info.cls(info.params(**params), generators, dtype, device)

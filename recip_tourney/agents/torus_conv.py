@@ -25,10 +25,11 @@ def kernel_size(grid: int) -> int:
     return grid if grid % 2 else grid + 1
 
 
-def torus_shift(grid: int) -> torch.Tensor:
-    """``shift[tau, x]``: cell x moved by the translation taking cell 0 to cell tau, (g^2, g^2)."""
-    rows = torch.arange(grid).repeat_interleave(grid)
-    cols = torch.arange(grid).repeat(grid)
+def torus_shift(grid: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``shift[tau, x]``: cell x moved by the translation taking cell 0 to cell tau, (g^2, g^2),
+    on ``device``."""
+    rows = torch.arange(grid, device=device).repeat_interleave(grid)
+    cols = torch.arange(grid, device=device).repeat(grid)
     moved_rows = (rows.view(-1, 1) + rows.view(1, -1)) % grid
     moved_cols = (cols.view(-1, 1) + cols.view(1, -1)) % grid
     return moved_rows * grid + moved_cols
@@ -48,6 +49,8 @@ class CirculantConv:
     ----------
     in_channels, out_channels, grid, kernel : int
         ``kernel`` must be odd (the 'same' padding is then symmetric).
+    device : torch.device or str, optional
+        Where the index tensors live (the kernels' device).
 
     Attributes
     ----------
@@ -58,7 +61,8 @@ class CirculantConv:
         For each kernel entry, the g^2 dense entries it fills (kernel-major).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, grid: int, kernel: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, grid: int, kernel: int,
+                 device: torch.device | str | None = None) -> None:
         if kernel % 2 == 0:
             raise ValueError(f"circular 'same' conv needs an odd kernel, got {kernel}")
         self.in_channels, self.out_channels, self.grid, self.kernel = (
@@ -84,8 +88,8 @@ class CirculantConv:
         # dense entries with fewer hits (grid > kernel) read a zero appended to the kernel
         zero = self.kernel_numel
         padded = [h + [zero] * (self.multiplicity - len(h)) for h in hits]
-        self.gather = torch.tensor(padded, dtype=torch.long)  # (in * out, multiplicity)
-        self.inverse = torch.tensor(inverse, dtype=torch.long).flatten()  # (numel * g^2,)
+        self.gather = torch.tensor(padded, dtype=torch.long, device=device)  # (in out, mult.)
+        self.inverse = torch.tensor(inverse, dtype=torch.long, device=device).flatten()
         self.needs_zero = any(len(h) < self.multiplicity for h in hits)
 
     def dense(self, kernel: torch.Tensor) -> torch.Tensor:
@@ -114,7 +118,8 @@ class CirculantConv:
         return flat.view(*x.shape[:-3], self.out_channels, self.grid, self.grid)
 
 
-def circular_conv_index(c_in: int, c_out: int, grid: int = 3) -> torch.Tensor:
+def circular_conv_index(c_in: int, c_out: int, grid: int = 3,
+                        device: torch.device | str | None = None) -> torch.Tensor:
     """Where each entry of the dense map of a circular ``grid x grid`` convolution on the
     ``grid x grid`` torus is in the flat kernel: ``dense = kernel.flatten()[index]``.
 
@@ -125,11 +130,11 @@ def circular_conv_index(c_in: int, c_out: int, grid: int = 3) -> torch.Tensor:
 
     Returns
     -------
-    Tensor of long, (c_out g^2, c_in g^2)
+    Tensor of long, (c_out g^2, c_in g^2), on ``device``
         Rows ``g^2 o + cell`` (the order of ``Flatten``), columns ``g^2 c + cell'``: the
         transpose of :meth:`CirculantConv.dense`'s layout.
     """
-    conv = CirculantConv(c_in, c_out, grid, grid)  # grid must be odd, as the kernel
+    conv = CirculantConv(c_in, c_out, grid, grid, device)  # grid must be odd, as the kernel
     return conv.gather[:, 0].view(conv.in_features, conv.out_features).T.contiguous()
 
 
@@ -138,4 +143,4 @@ def dense_circular_conv(kernel: torch.Tensor) -> torch.Tensor:
     C_in, g, g)`` on the g x g torus (``Conv2d(padding=g // 2, padding_mode="circular")``;
     g odd, 3 in the Coin Game)."""
     c_out, c_in, grid = kernel.shape[-4], kernel.shape[-3], kernel.shape[-1]
-    return kernel.flatten(-4)[..., circular_conv_index(c_in, c_out, grid)]
+    return kernel.flatten(-4)[..., circular_conv_index(c_in, c_out, grid, kernel.device)]

@@ -16,9 +16,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from recip_tourney.device import DEVICE_CHOICES
 from recip_tourney.errors import UserError
 
 PROFILE_HELP = "Shipped config: paper, ci, or one the game adds (coins: figures)."
+DEVICE_HELP = ("Where matches (and pretraining) run: cpu, cuda, or auto (cuda when torch sees "
+               "one); sets settings.device [default: the config's, cpu].")
 
 app = typer.Typer(
     help="Round-robin tournaments of learning agents in sequential social dilemmas.",
@@ -55,6 +58,14 @@ def choice(value: str, valid: tuple[str, ...], what: str) -> str:
     if value not in valid:
         raise UserError(f"unknown {what} {value!r}; valid choices: {', '.join(valid)}")
     return value
+
+
+def device_override(device: str | None) -> list[str]:
+    """The ``--set`` that ``--device`` stands for (none when it is not given)."""
+    if device is None:
+        return []
+    choice(device, DEVICE_CHOICES, "device")
+    return [f"settings.device={device}"]
 
 
 def positive(value: int | None, option: str) -> None:

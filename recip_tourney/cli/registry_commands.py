@@ -11,9 +11,11 @@ from rich.table import Table
 from recip_tourney import registry
 from recip_tourney.agents.base import PairingContext, agent_class
 from recip_tourney.cli.app import (
+    DEVICE_HELP,
     PROFILE_HELP,
     app,
     choice,
+    device_override,
     err,
     out,
     user_errors,
@@ -43,9 +45,10 @@ def pretrain(
     ] = None,
     retrain: Annotated[bool, typer.Option(help="Train again even when cached.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar and no per-step log.")] = False,
+    device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
 ) -> None:
     """Train an agent's pretrained artifacts into the cache, logging every meta-episode."""
-    cfg = load_config(game, profile, config, list(overrides or []))
+    cfg = load_config(game, profile, config, list(overrides or []) + device_override(device))
     needs = [a.name for a in registry.agents(cfg.game) if a.needs_pretraining]
     choice(agent, tuple(needs), f"agent to pretrain for {cfg.game}")
     params = cfg.agent_params
@@ -71,7 +74,7 @@ def pretrain(
     cache = ArtifactCache(cache_dir)
     try:
         ensure(specs, cache, console=err, progress=not quiet, log_lines=not quiet,
-               retrain=retrain)  # fmt: skip
+               retrain=retrain, device=cfg.device)  # fmt: skip
     except KeyboardInterrupt:
         err.print(
             "[yellow]interrupted: trainings checkpoint every 16 meta-episodes; run the same "

@@ -10,9 +10,11 @@ import typer
 
 from recip_tourney import registry
 from recip_tourney.cli.app import (
+    DEVICE_HELP,
     PROFILE_HELP,
     app,
     choice,
+    device_override,
     err,
     out,
     positive,
@@ -88,6 +90,7 @@ def run(
     calibrate: Annotated[
         int, typer.Option(help="--dry-run: episodes timed per pairing (0: no estimate).")
     ] = 3,
+    device: Annotated[str | None, typer.Option(help=DEVICE_HELP)] = None,
 ) -> None:
     """Play every ordered pairing (self-play included) x seeds and print the payoff table.
 
@@ -115,6 +118,7 @@ def run(
         sets.append(f"roster=[{', '.join(names)}]")
     if seeds is not None:
         sets.append(f"seeds={seeds}")
+    sets += device_override(device)
     cfg = load_config(game, profile, config, sets)
     if episodes is not None:  # the setting's name depends on the game the config resolved
         sets.append(f"settings.{registry.game(cfg.game).length}={episodes}")

@@ -271,7 +271,8 @@ def observe(
 
 
 def greedy_action(
-    state: CoinsState, player: int, grid: int, targets: Sequence[int] | None = None
+    state: CoinsState, player: int, grid: int,
+    targets: Sequence[int] | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One step of ``player`` along a shortest torus path to its nearest coin.
 
@@ -288,15 +289,18 @@ def greedy_action(
         Whose move.
     grid : int
         Side ``g`` of the torus.
-    targets : sequence of int, optional
-        The coins to go for (default: all), e.g. ``[player]`` for its own coin only.
+    targets : sequence of int or Tensor of long, optional
+        The coins to go for (default: all), e.g. ``[player]`` for its own coin only; a
+        tensor on the state's device spares a copy to the device at every step.
 
     Returns
     -------
     Tensor of long, shape (...)
     """
     pos = state.agents[..., player].unsqueeze(-1)
-    coins = state.coins if targets is None else state.coins[..., list(targets)]
+    if targets is not None and not isinstance(targets, torch.Tensor):
+        targets = torch.tensor(list(targets), dtype=torch.long, device=state.coins.device)
+    coins = state.coins if targets is None else state.coins.index_select(-1, targets)
     n_coins = coins.shape[-1]
     # Distances are scaled so that adding the index breaks ties towards the lowest index.
     coin_key = torus_distance(pos, coins, grid) * n_coins

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 COOPERATE, DEFECT = 0, 1
@@ -25,16 +27,59 @@ SWAP_OUTCOME: tuple[int, ...] = (0, 2, 1, 3)
 #: Memory-one logits re-ordered into the other player's point of view.
 SWAP_STATE: tuple[int, ...] = (0, 1, 3, 2, 4)
 
-#: The same two permutations as index tensors (``index_select`` is much faster than indexing
-#: with a Python list on the hot path).
-SWAP_OUTCOME_INDEX = torch.tensor(SWAP_OUTCOME)
-SWAP_STATE_INDEX = torch.tensor(SWAP_STATE)
+#: The same two permutations as index tensors on the CPU (``index_select`` is much faster than
+#: indexing with a Python list on the hot path); :func:`swap_outcome_index` and
+#: :func:`swap_state_index` give them on any device.
+SWAP_OUTCOME_INDEX = torch.tensor(SWAP_OUTCOME, device="cpu")
+SWAP_STATE_INDEX = torch.tensor(SWAP_STATE, device="cpu")
 
 #: Logit magnitude that makes a deterministic strategy: sigmoid(20) = 1 - 2e-9.
 SATURATED = 20.0
 
 
-def outcome_rewards(dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+@functools.cache
+def _constant(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+def constant(
+    values: tuple, dtype: torch.dtype = torch.long, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """A small constant table (nested tuples of numbers) as a tensor on ``device``.
+
+    Made once per (values, dtype, device) and shared: the hot paths index and multiply
+    with it many times per update, and a fresh copy to a GPU each time would wait for the
+    queued work. Callers must not modify it in place.
+    """
+    return _constant(values, dtype, torch.device(device))
+
+
+def swap_outcome_index(device: torch.device | str) -> torch.Tensor:
+    """:data:`SWAP_OUTCOME` as an index tensor on ``device``."""
+    return constant(SWAP_OUTCOME, torch.long, device)
+
+
+def swap_state_index(device: torch.device | str) -> torch.Tensor:
+    """:data:`SWAP_STATE` as an index tensor on ``device``."""
+    return constant(SWAP_STATE, torch.long, device)
+
+
+def upload(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``tensor`` (on the CPU: draws of the seeds' generators) on ``device``.
+
+    A plain copy to a GPU first waits for all the work queued there; this one goes through
+    pinned memory, asynchronously (the pinned block is kept until the copy is done), so
+    the host keeps queueing work. On the CPU it is ``tensor`` itself.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def outcome_rewards(
+    dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-outcome rewards of both players, outcomes indexed from player 0's side.
 
     Returns
@@ -42,8 +87,8 @@ def outcome_rewards(dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, t
     (r0, r1) : tuple of Tensor, shape (4,)
         ``r0 = (-1, -3, 0, -2)`` and ``r1 = (-1, 0, -3, -2)`` for outcomes CC, CD, DC, DD.
     """
-    r0 = torch.tensor([PAYOFF[a][b] for a in (0, 1) for b in (0, 1)], dtype=dtype)
-    r1 = torch.tensor([PAYOFF[b][a] for a in (0, 1) for b in (0, 1)], dtype=dtype)
+    r0 = torch.tensor([PAYOFF[a][b] for a in (0, 1) for b in (0, 1)], dtype=dtype, device=device)
+    r1 = torch.tensor([PAYOFF[b][a] for a in (0, 1) for b in (0, 1)], dtype=dtype, device=device)
     return r0, r1
 
 
@@ -54,7 +99,11 @@ def memory_one_logits(p_cooperate: dict[str, float]) -> torch.Tensor:
     ----------
     p_cooperate : dict
         Probability of cooperating for every name in :data:`STATES`.
+
+    Returns
+    -------
+    Tensor, shape (5,), float64, on the CPU (callers move it where their game is).
     """
-    probs = torch.tensor([p_cooperate[s] for s in STATES], dtype=torch.float64)
+    probs = torch.tensor([p_cooperate[s] for s in STATES], dtype=torch.float64, device="cpu")
     logits = torch.logit(probs.clamp(1e-12, 1 - 1e-12))
     return logits.clamp(-SATURATED, SATURATED)

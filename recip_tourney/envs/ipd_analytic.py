@@ -21,18 +21,27 @@ from dataclasses import dataclass
 
 import torch
 
-from recip_tourney.envs.ipd import PAYOFF, SWAP_OUTCOME, SWAP_OUTCOME_INDEX, SWAP_STATE_INDEX
+from recip_tourney.envs.ipd import (
+    PAYOFF,
+    SWAP_OUTCOME,
+    constant,
+    swap_outcome_index,
+    swap_state_index,
+)
 from recip_tourney.envs.linalg4 import solve_both
 
-_OTHER_STATE = torch.tensor([0, *(1 + j for j in SWAP_OUTCOME)])  # the other's state per mine
+_OTHER_STATE = (0, *(1 + j for j in SWAP_OUTCOME))  # the other's state per mine
 _REWARDS = tuple(  # (own, other) reward of each outcome, own action first
     (PAYOFF[j // 2][j % 2], PAYOFF[j % 2][j // 2]) for j in range(4)
 )
 
-#: Per-outcome weights of :meth:`View.summary`: own reward, other's reward, own C, other's C.
-_SUMMARY_WEIGHTS = torch.tensor(
-    [[r[0] for r in _REWARDS], [r[1] for r in _REWARDS], [1, 1, 0, 0], [1, 0, 1, 0]],
-    dtype=torch.float64,
+#: Per-outcome weights of :meth:`View.summary`: own reward, other's reward, own C, other's C
+#: (small integers: exact in any floating type, made on each device by :func:`constant`).
+_SUMMARY_WEIGHTS = (
+    tuple(float(r[0]) for r in _REWARDS),
+    tuple(float(r[1]) for r in _REWARDS),
+    (1.0, 1.0, 0.0, 0.0),
+    (1.0, 0.0, 1.0, 0.0),
 )
 
 
@@ -134,8 +143,9 @@ class View:
         Rows: the player's reward, the opponent's reward, the player's P(cooperate), the
         opponent's P(cooperate), all ``(1 - gamma) M . w`` for a fixed per-outcome ``w``.
         """
-        weights = _SUMMARY_WEIGHTS.to(self.visitation.dtype) * (1 - self.gamma)
-        return weights @ self.visitation
+        visits = self.visitation
+        weights = constant(_SUMMARY_WEIGHTS, visits.dtype, visits.device) * (1 - self.gamma)
+        return weights @ visits
 
     def transition(self) -> torch.Tensor:
         """Transition matrix ``P[b, j, k]`` = P(outcome k | previous outcome j), (B, 4, 4)."""
@@ -143,14 +153,15 @@ class View:
 
     def flip(self) -> View:
         """The same games seen by the opponent."""
+        states, outcomes = swap_state_index(self.own.device), swap_outcome_index(self.own.device)
         return View(
             self.other,
             self.own,
-            self.p_other.index_select(0, SWAP_STATE_INDEX),
-            self.p_own.index_select(0, SWAP_STATE_INDEX),
-            self.p0.index_select(0, SWAP_OUTCOME_INDEX),
-            self.visitation.index_select(0, SWAP_OUTCOME_INDEX),
-            self.u.index_select(0, SWAP_OUTCOME_INDEX).flip(1),
+            self.p_other.index_select(0, states),
+            self.p_own.index_select(0, states),
+            self.p0.index_select(0, outcomes),
+            self.visitation.index_select(0, outcomes),
+            self.u.index_select(0, outcomes).flip(1),
             self.gamma,
             self.system,
             not self.system_swapped,
@@ -160,7 +171,8 @@ class View:
         """``A = P - I / gamma`` in this player's outcome order, (4, 4, B)."""
         if not self.system_swapped:
             return self.system
-        return self.system.index_select(0, SWAP_OUTCOME_INDEX).index_select(1, SWAP_OUTCOME_INDEX)
+        outcomes = swap_outcome_index(self.system.device)
+        return self.system.index_select(0, outcomes).index_select(1, outcomes)
 
     def gradient(self, u: torch.Tensor | None = None) -> torch.Tensor:
         """Exact gradient of ``p0 . u`` w.r.t. the player's own logits, shape (5, B).
@@ -187,13 +199,22 @@ class AnalyticIPD:
         Discount of the inner game (0.96 in the papers).
     dtype : torch.dtype
         Floating type of every tensor the game makes.
+    device : torch.device or str
+        Where every tensor of the game lives (the logits it evaluates must be there too).
     """
 
-    def __init__(self, gamma: float = 0.96, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        gamma: float = 0.96,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.gamma = gamma
         self.dtype = dtype
-        self._rhs = (torch.tensor(_REWARDS, dtype=dtype) * (-1.0 / gamma)).unsqueeze(-1)
-        self._diagonal = (torch.eye(4, dtype=dtype) / gamma).unsqueeze(-1)
+        self.device = torch.device(device)
+        rewards = torch.tensor(_REWARDS, dtype=dtype, device=self.device)
+        self._rhs = (rewards * (-1.0 / gamma)).unsqueeze(-1)
+        self._diagonal = (torch.eye(4, dtype=dtype, device=self.device) / gamma).unsqueeze(-1)
 
     def evaluate(self, own: torch.Tensor, other: torch.Tensor) -> View:
         """Exact evaluation of ``own`` against ``other`` ((5, B) logits each), seen by ``own``.
@@ -201,7 +222,7 @@ class AnalyticIPD:
         Differentiable (once) when the logits require grad.
         """
         p_own = torch.sigmoid(own)
-        p_other = torch.sigmoid(other).index_select(0, _OTHER_STATE)
+        p_other = torch.sigmoid(other).index_select(0, constant(_OTHER_STATE, device=own.device))
         # Solve with A = P - I / gamma = -(I - gamma P) / gamma: the entries are P's own,
         # and the sign and the 1 / gamma go into the right-hand sides.
         x, y = p_own[1:], p_other[1:]  # (4, B): P(C) after each own outcome

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from recip_tourney.envs.ipd import PAYOFF, SWAP_STATE_INDEX
+from recip_tourney.envs.ipd import PAYOFF, swap_state_index
 
 START = 0
 
@@ -24,9 +24,11 @@ START = 0
 OBSERVATION_FEATURES = ((-1.0, 0.0), (0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))
 
 
-def initial_observation(shape: tuple[int, ...]) -> torch.Tensor:
+def initial_observation(
+    shape: tuple[int, ...], device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Observation index of every game before the first move: all :data:`START`."""
-    return torch.zeros(shape, dtype=torch.long)
+    return torch.zeros(shape, dtype=torch.long, device=device)
 
 
 def observation(own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
@@ -39,7 +41,7 @@ def observation(own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
 
 def other_side(obs: torch.Tensor) -> torch.Tensor:
     """The same observations seen by the other player (CD <-> DC)."""
-    return SWAP_STATE_INDEX[obs]
+    return swap_state_index(obs.device)[obs]
 
 
 def rewards(own: torch.Tensor, other: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -50,9 +52,11 @@ def rewards(own: torch.Tensor, other: torch.Tensor, dtype: torch.dtype) -> torch
     return (own - 2 * other - 1).to(dtype)
 
 
-def reward_table(dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def reward_table(
+    dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """``table[own, other]``: the payoff matrix of :data:`~recip_tourney.envs.ipd.PAYOFF`."""
-    return torch.tensor(PAYOFF, dtype=dtype)
+    return torch.tensor(PAYOFF, dtype=dtype, device=device)
 
 
 def step(

@@ -5,6 +5,11 @@ everything that determines the result (game settings, the learner's parameters, 
 opponent it trains against, the training seed) and the artifacts it depends on. Its digest
 adds the learner's code version, so a change to a learner that changes its output (bump
 its version) never reuses an old artifact. Trainers register per kind.
+
+A training runs on a device (``ensure(..., device=...)``, :attr:`Training.device`); the
+device is not part of the digest (an artifact is weights, wherever they were trained) but is
+recorded in the artifact's meta. Payloads and checkpoints are saved as CPU tensors, so they
+load anywhere; the agents that use them move them to their own device.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from recip_tourney.device import describe, resolve_device
 from recip_tourney.errors import UserError
 from recip_tourney.pretrain.cache import ArtifactCache
 from recip_tourney.progress import progress_bar
@@ -65,24 +71,38 @@ class ArtifactSpec:
         )
 
 
+def to_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it (nested dicts, lists, tuples) moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: to_cpu(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(to_cpu(item) for item in value)
+    return value
+
+
 @dataclass
 class Training:
-    """What a trainer gets besides its spec: dependencies, progress and checkpoints."""
+    """What a trainer gets besides its spec: dependencies, progress, checkpoints and the
+    device to train on (``device``: the requirements' payloads are on the CPU)."""
 
     spec: ArtifactSpec
     requirements: dict[str, dict[str, Any]]
     cache: ArtifactCache
     on_step: Callable[[dict[str, Any]], None] = lambda row: None
     total: int = 0
+    device: torch.device = torch.device("cpu")
 
     def resume(self) -> dict[str, Any] | None:
-        """The checkpoint of an interrupted training of this artifact, if any."""
+        """The checkpoint of an interrupted training of this artifact, if any (CPU tensors:
+        the trainer loads them onto :attr:`device`)."""
         return self.cache.load_checkpoint(self.spec.kind, self.spec.digest)
 
     def checkpoint(self, state: dict[str, Any]) -> None:
-        """Save a checkpoint (a dict of tensors and plain values)."""
+        """Save a checkpoint (a dict of tensors and plain values), its tensors on the CPU."""
         self.cache.save_checkpoint(self.spec.kind, self.spec.digest,
-                                   {**state, "digest": self.spec.digest})
+                                   {**to_cpu(state), "digest": self.spec.digest})
 
 
 TrainFn = Callable[[Training], tuple[dict[str, Any], list[dict[str, Any]]]]
@@ -146,6 +166,7 @@ def ensure(
     progress: bool = True,
     log_lines: bool = False,
     retrain: bool = False,
+    device: str | torch.device = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Load every artifact of ``specs`` (and their dependencies), training the missing ones.
 
@@ -163,13 +184,17 @@ def ensure(
         Print one line per training step (meta-episode / outer iteration).
     retrain : bool
         Train the top-level ``specs`` again even when cached (dependencies are reused).
+    device : str or torch.device
+        Where missing artifacts are trained (``cpu``, ``cuda``, ``auto`` or a device); not
+        part of any digest.
 
     Returns
     -------
     dict
-        Payload of every artifact by digest.
+        Payload of every artifact by digest, as CPU tensors.
     """
     console = console or Console(stderr=True)
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     payloads: dict[str, dict[str, Any]] = {}
     top = {s.digest for s in specs}
     for spec in _flatten(specs):
@@ -186,7 +211,7 @@ def ensure(
                 f"{spec.label} is not pretrained (artifact {digest} is not in {cache.root}); "
                 f"train it with `{spec.pretrain_command}` or run without --no-pretrain"
             )
-        payloads[digest] = _train(spec, payloads, cache, console, progress, log_lines)
+        payloads[digest] = _train(spec, payloads, cache, console, progress, log_lines, device)
     return payloads
 
 
@@ -197,6 +222,7 @@ def _train(
     console: Console,
     progress: bool,
     log_lines: bool,
+    device: torch.device,
 ) -> dict[str, Any]:
     trainer = _TRAINERS[spec.kind]
     total = trainer.steps(spec)
@@ -211,7 +237,8 @@ def _train(
     with progress_bar(console, show=progress, last=True) as bar:
         task = bar.add_task(spec.label, total=total, last="")
         training = Training(
-            spec, {d.digest: payloads[d.digest] for d in spec.requires}, cache, total=total
+            spec, {d.digest: payloads[d.digest] for d in spec.requires}, cache, total=total,
+            device=device,
         )
 
         def on_step(row: dict[str, Any]) -> None:
@@ -227,15 +254,22 @@ def _train(
             console.print(f"resuming {spec.label} from step {done.get('step', 0)}",
                           highlight=False)
         threads = torch.get_num_threads()
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
         # One thread: the trainings are thousands of small operations, which a second
         # thread does not speed up, and which run 10-50x slower when another process
         # holds a core (OpenMP workers wait on each other). Also fixes the BLAS
         # summation order, so an artifact does not depend on the machine's core count.
+        # On a GPU, deterministic algorithms (sums in a fixed order), as in GPU matches.
         torch.set_num_threads(1)
+        if device.type == "cuda":
+            torch.use_deterministic_algorithms(True, warn_only=True)
         try:
             payload, log = trainer.train(training)
         finally:
             torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    payload = to_cpu(payload)
     meta = {
         "kind": spec.kind,
         "label": spec.label,
@@ -246,6 +280,7 @@ def _train(
         "argv": sys.argv[1:],
         "seconds": round(time.perf_counter() - start, 1),
         "threads": 1,
+        **describe(device),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": _versions(),
     }

@@ -17,6 +17,9 @@ learner.
 Every random draw comes from one generator seeded by the training seed, and a checkpoint
 (networks, optimisers, generator, log) is written every :data:`CHECKPOINT_EVERY`
 meta-episodes: an interrupted training resumes to the same result.
+
+The training runs on ``training.device``: the generator stays on the CPU and its draws are
+copied over; the host reads back one pair of mean rewards per meta-episode (the log row).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 
 from recip_tourney.agents.base import AnalyticAgent, MatchContext, build_agent
 from recip_tourney.agents.gaussian_ppo import GaussianActorCritic, GaussianPPO, Rollout
+from recip_tourney.envs.ipd import upload
 from recip_tourney.envs.ipd_analytic import AnalyticIPD
 from recip_tourney.pretrain.artifacts import ArtifactSpec, Training, register_trainer
 from recip_tourney.tournament.schedule import Player
@@ -39,9 +43,16 @@ CHECKPOINT_EVERY = 16
 VERSION = "2"
 
 
-def _normal(shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
-    """Standard normal draws, made in float64 and cast (float32 and float64 runs agree)."""
-    return torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype)
+def _normal(
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Standard normal draws, made in float64 on the generator's device (the CPU) and cast
+    (float32 and float64 runs agree), then copied to ``device``."""
+    draw = torch.randn(shape, generator=generator, dtype=torch.float64, device=generator.device)
+    return upload(draw.to(dtype), device)
 
 
 def meta_state(own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
@@ -61,11 +72,13 @@ def new_opponent(
 class _Recorder:
     """Pre-allocated time-major storage of one meta-episode's samples."""
 
-    def __init__(self, steps: int, batch: int, dtype: torch.dtype) -> None:
-        self.states = torch.empty(steps, batch, STATE_DIM, dtype=dtype)
-        self.actions = torch.empty(steps, batch, ACTION_DIM, dtype=dtype)
-        self.log_probs = torch.empty(steps, batch, dtype=dtype)
-        self.rewards = torch.empty(steps, batch, dtype=dtype)
+    def __init__(
+        self, steps: int, batch: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+    ) -> None:
+        self.states = torch.empty(steps, batch, STATE_DIM, dtype=dtype, device=device)
+        self.actions = torch.empty(steps, batch, ACTION_DIM, dtype=dtype, device=device)
+        self.log_probs = torch.empty(steps, batch, dtype=dtype, device=device)
+        self.rewards = torch.empty(steps, batch, dtype=dtype, device=device)
 
     def put(self, t: int, state, action, log_prob, reward) -> None:  # noqa: ANN001
         self.states[t], self.actions[t] = state, action
@@ -97,18 +110,20 @@ def play_against_learner(
     2): M-FOS is trained on its opponent's return. The returned means are always the true
     ``(M-FOS, opponent)`` average rewards per step.
     """
-    dtype = game.dtype
-    record = _Recorder(steps, batch, dtype)
+    dtype, device = game.dtype, game.device
+    record = _Recorder(steps, batch, dtype, device)
     with torch.no_grad():
         theirs = opponent.initial_logits(batch, generator)
-        mine = _normal((batch, ACTION_DIM), generator, dtype).mul_(init_std).T.contiguous()
+        mine = _normal((batch, ACTION_DIM), generator, dtype, device)
+        mine = mine.mul_(init_std).T.contiguous()
         view = game.evaluate(mine, theirs)
         theirs_next = opponent.update(view.flip(), None)
         state = meta_state(mine, theirs)
         theirs = theirs_next
-        totals = torch.zeros(2, dtype=torch.float64)
+        totals = torch.zeros(2, dtype=torch.float64, device=device)
         for t in range(steps):
-            action, log_prob = net.act(state, _normal((batch, ACTION_DIM), generator, dtype))
+            noise = _normal((batch, ACTION_DIM), generator, dtype, device)
+            action, log_prob = net.act(state, noise)
             mine = action.T.contiguous()
             view = game.evaluate(mine, theirs)
             own, other = view.reward_own, view.reward_other
@@ -131,16 +146,17 @@ def play_self(
     generator: torch.Generator,
 ) -> tuple[tuple[Rollout, Rollout], float, float]:
     """One self-play meta-episode: both start from random logits, no step played."""
-    dtype = game.dtype
-    records = (_Recorder(steps, batch, dtype), _Recorder(steps, batch, dtype))
+    dtype, device = game.dtype, game.device
+    records = (_Recorder(steps, batch, dtype, device), _Recorder(steps, batch, dtype, device))
+    shape = (batch, ACTION_DIM)
     with torch.no_grad():
-        a = _normal((batch, ACTION_DIM), generator, dtype).mul_(init_std).T.contiguous()
-        b = _normal((batch, ACTION_DIM), generator, dtype).mul_(init_std).T.contiguous()
-        totals = torch.zeros(2, dtype=torch.float64)
+        a = _normal(shape, generator, dtype, device).mul_(init_std).T.contiguous()
+        b = _normal(shape, generator, dtype, device).mul_(init_std).T.contiguous()
+        totals = torch.zeros(2, dtype=torch.float64, device=device)
         for t in range(steps):
             states = (meta_state(a, b), meta_state(b, a))
-            act_a, lp_a = nets[0].act(states[0], _normal((batch, ACTION_DIM), generator, dtype))
-            act_b, lp_b = nets[1].act(states[1], _normal((batch, ACTION_DIM), generator, dtype))
+            act_a, lp_a = nets[0].act(states[0], _normal(shape, generator, dtype, device))
+            act_b, lp_b = nets[1].act(states[1], _normal(shape, generator, dtype, device))
             a, b = act_a.T.contiguous(), act_b.T.contiguous()
             view = game.evaluate(a, b)
             r_a, r_b = view.reward_own, view.reward_other
@@ -151,15 +167,18 @@ def play_self(
     return (records[0].rollout(), records[1].rollout()), mean[0], mean[1]
 
 
-def _setup(key: dict[str, Any], players: int) -> tuple[AnalyticIPD, torch.Generator, list]:
+def _setup(
+    key: dict[str, Any], players: int, device: torch.device
+) -> tuple[AnalyticIPD, torch.Generator, list]:
     settings, params = key["settings"], key["mfos"]
     dtype = getattr(torch, settings["dtype"])
-    game = AnalyticIPD(settings["gamma"], dtype)
-    generator = torch.Generator().manual_seed(int(key["seed"]))
+    game = AnalyticIPD(settings["gamma"], dtype, device)
+    generator = torch.Generator(device="cpu").manual_seed(int(key["seed"]))
     lr = params["self_play_lr"] if players == 2 else params["lr"]
     ppos = []
     for _ in range(players):
-        net = GaussianActorCritic(STATE_DIM, ACTION_DIM, params["hidden"], generator, dtype)
+        net = GaussianActorCritic(STATE_DIM, ACTION_DIM, params["hidden"], generator, dtype,
+                                  device)
         ppos.append(
             GaussianPPO(
                 net,
@@ -174,6 +193,8 @@ def _setup(key: dict[str, Any], players: int) -> tuple[AnalyticIPD, torch.Genera
 
 
 def _resume(training: Training, generator: torch.Generator, ppos: list) -> tuple[int, list]:
+    """Where an interrupted training stopped; its state is loaded onto the training's device
+    (networks and optimisers), the generator stays on the CPU."""
     state = training.resume()
     if state is None:
         return 0, []
@@ -206,7 +227,7 @@ def train(training: Training) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     key = training.spec.key
     if key["against"]["name"] == "mfos":
         return _train_self_play(training)
-    game, generator, ppos = _setup(key, 1)
+    game, generator, ppos = _setup(key, 1, training.device)
     settings, params = key["settings"], key["mfos"]
     against = Player(key["against"]["name"], key["against"]["params"])
     artifacts = [training.requirements[r.digest] for r in training.spec.requires]
@@ -232,7 +253,7 @@ def train(training: Training) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def _train_self_play(training: Training) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     key = training.spec.key
-    game, generator, ppos = _setup(key, 2)
+    game, generator, ppos = _setup(key, 2, training.device)
     settings, params = key["settings"], key["mfos"]
     curriculum = Player("nl", key["curriculum_opponent"])
     batch, steps, std = params["train_batch"], settings["updates"], settings["init_std"]
@@ -240,7 +261,8 @@ def _train_self_play(training: Training) -> tuple[dict[str, Any], list[dict[str,
     for episode in range(start, episodes(training.spec)):
         began = time.perf_counter()
         weight = 1.0 - params["curriculum_decay"] * (episode + 1)  # lambda, lowered first
-        self_play = bool(torch.rand(1, generator=generator, dtype=torch.float64) >= weight)
+        draw = torch.rand(1, generator=generator, dtype=torch.float64, device="cpu")
+        self_play = bool(draw >= weight)  # a CPU draw: no wait for the device
         if self_play:
             rollouts, r0, r1 = play_self(
                 (ppos[0].net, ppos[1].net), game,

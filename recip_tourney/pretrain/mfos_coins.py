@@ -23,10 +23,12 @@ Log: one row per meta-episode with ``reward`` and ``opponent_reward``, each the 
 *reward per step* over the meta-episode's inner episodes, steps and games, as the
 IPD-Analytic trainer logs (and ``recip-tourney plot`` labels) them; the Coins tables' episode
 return is ``steps`` times that. In self-play meta-episodes they are player 0's and player
-1's, otherwise each player's against its own NL. Training always runs on the CPU (the
-settings' ``device`` is not part of the key). A checkpoint (networks, optimisers, generator,
-log) is written every :data:`CHECKPOINT_EVERY` meta-episodes, and an interrupted training
-resumes to the same artifact.
+1's, otherwise each player's against its own NL. Training runs on the training's device
+(``Training.device``, the CPU by default; every match draw is still made on the CPU, seed by
+seed), which is not part of the key; the artifact and the checkpoints hold CPU tensors, so
+they load on any device. A checkpoint (networks, optimisers, generator, log) is written
+every :data:`CHECKPOINT_EVERY` meta-episodes, and an interrupted training resumes to the
+same artifact (on the CPU: to the same bits).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch
 
 from recip_tourney.agents.coins_mfos_nets import table_pays
 from recip_tourney.pretrain.artifacts import ArtifactSpec, Training, register_trainer
+from recip_tourney.tournament.checkpoint import relocate
 from recip_tourney.tournament.match import release_free_memory
 from recip_tourney.tournament.schedule import MatchSpec, Player, SeedSlot, stable_hash
 
@@ -52,44 +55,55 @@ def _seed(key: dict[str, Any], *parts: Any) -> int:
     return int(stable_hash([key["seed"], *parts], 15), 16)
 
 
-def settings_of(key: dict[str, Any]):  # noqa: ANN201 - CoinsSettings, imported late
-    """The Coins settings of a training: the key's, ``train_batch`` games, on the CPU."""
+def settings_of(key: dict[str, Any], device: torch.device | str = "cpu"):  # noqa: ANN201
+    """The Coins settings (a ``CoinsSettings``) of a training: the key's, ``train_batch``
+    games, on ``device``."""
     from recip_tourney.tournament.coins import CoinsSettings  # noqa: PLC0415 - import cycle
 
     params = key["mfos"]
     return CoinsSettings(**key["settings"], batch=params["train_batch"],
-                         episodes=params["inner_episodes"], table_last=1, device="cpu")
+                         episodes=params["inner_episodes"], table_last=1,
+                         device=torch.device(device).type)
+
+
+def training_device(training: Training) -> torch.device:
+    """The device a training runs on (``Training.device``; the CPU where it has none)."""
+    return torch.device(getattr(training, "device", torch.device("cpu")))
 
 
 def play_meta_episode(
     learners: list, opponent: Player | None, settings, seed: int, inner: int,  # noqa: ANN001
-    artifacts: list[dict[str, Any]] | None = None,
+    artifacts: list[dict[str, Any]] | None = None, seeds: int = 1,
 ) -> tuple[float, float]:
     """One meta-episode: ``inner`` episodes of a fresh match, learner 0 in slot 0 and the
     opponent (a fresh ``opponent`` built from the registry, or learner 1) in slot 1.
 
     Returns the mean rewards per step of slot 0 and slot 1. The learners keep the inner
-    episodes; the caller makes their updates.
+    episodes; the caller makes their updates. A training plays one seed, ``seed``; with
+    ``seeds`` > 1 (learners of as many seeds: benchmarks) seed ``i`` is ``seed + i`` and the
+    rewards are the seeds' mean.
     """
     from recip_tourney.tournament.coins import CoinsMatch  # noqa: PLC0415 - import cycle
 
+    slots = tuple(SeedSlot(i, seed + i, f"meta-episode-{i}" if i else "meta-episode")
+                  for i in range(seeds))
     spec = MatchSpec("coins", settings.model_dump(), "", PLACEHOLDER, opponent or PLACEHOLDER,
-                     (SeedSlot(0, seed, "meta-episode"),),
-                     artifacts={"opponent": artifacts} if artifacts else {})
+                     slots, artifacts={"opponent": artifacts} if artifacts else {})
     match = CoinsMatch(spec, settings)
     players = list(learners) + list(match.players[len(learners):])
     match.players = tuple(players)
     for slot, learner in enumerate(learners):
         learner.seat(slot)
-    totals = torch.zeros(2, dtype=torch.float64)
+    totals = torch.zeros(2, dtype=torch.float64, device=match.device)
     for _ in range(inner):
         stats = match.play_episode()
-        totals += torch.stack((stats["reward"][0], stats["opponent_reward"][0]))
+        totals += torch.stack((stats["reward"].mean(), stats["opponent_reward"].mean()))
+    # read once per meta-episode (the only wait for the device)
     mean = (totals / (inner * settings.steps)).tolist()  # episode returns -> per step
     return mean[0], mean[1]
 
 
-def _learners(key: dict[str, Any], count: int) -> list:
+def _learners(key: dict[str, Any], count: int, device: torch.device | str = "cpu") -> list:
     # the agent module imports this one (to register the trainer): import it late
     from recip_tourney.agents.coins_agent import CoinsSetup  # noqa: PLC0415
     from recip_tourney.agents.coins_mfos import MFOSCoinsParams, MFOSLearner  # noqa: PLC0415
@@ -101,7 +115,7 @@ def _learners(key: dict[str, Any], count: int) -> list:
     table = table_pays(grid, params.inner_episodes * settings["steps"] * params.train_batch)
     return [
         MFOSLearner(params, CoinsSetup([torch.Generator().manual_seed(_seed(key, "init", i))],
-                                       dtype, torch.device("cpu"), 2, grid, me=i), table)
+                                       dtype, torch.device(device), 2, grid, me=i), table)
         for i in range(count)
     ]
 
@@ -119,8 +133,9 @@ def _resume(training: Training, generator: torch.Generator, learners: list) -> t
 def _checkpoint(training: Training, step: int, generator: torch.Generator, learners: list,
                 log: list) -> None:
     if step % CHECKPOINT_EVERY == 0 and step < training.total:
+        learners_state = relocate([x.state_dict() for x in learners], "cpu")
         training.checkpoint({"step": step, "generator": generator.get_state(),
-                             "learners": [x.state_dict() for x in learners], "log": log})
+                             "learners": learners_state, "log": log})
 
 
 def episodes(spec: ArtifactSpec) -> int:
@@ -132,10 +147,11 @@ def episodes(spec: ArtifactSpec) -> int:
 def train(training: Training) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Train the Coins M-FOS artifact of ``training.spec`` (against an opponent, or self-play)."""
     key = training.spec.key
+    device = training_device(training)
     self_play = key["against"]["name"] == "mfos"
-    learners = _learners(key, 2 if self_play else 1)
+    learners = _learners(key, 2 if self_play else 1, device)
     generator = torch.Generator().manual_seed(int(key["seed"]))
-    settings, inner = settings_of(key), int(key["mfos"]["inner_episodes"])
+    settings, inner = settings_of(key, device), int(key["mfos"]["inner_episodes"])
     decay = float(key["mfos"]["curriculum_decay"])
     artifacts = [training.requirements[r.digest] for r in training.spec.requires]
     start, log = _resume(training, generator, learners)
@@ -148,8 +164,8 @@ def train(training: Training) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                                               _seed(key, episode), inner, artifacts)
         else:
             weight = 1.0 - decay * (episode + 1)  # lambda, lowered first
-            row["self_play"] = bool(torch.rand(1, generator=generator, dtype=torch.float64)
-                                    >= weight)
+            row["self_play"] = bool(torch.rand(1, generator=generator, dtype=torch.float64,
+                                               device=generator.device) >= weight)
             if row["self_play"]:
                 reward, other = play_meta_episode(learners, None, settings,
                                                   _seed(key, episode), inner)
@@ -167,4 +183,5 @@ def train(training: Training) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         log.append(row)
         training.on_step(row)
         _checkpoint(training, episode + 1, generator, learners, log)
-    return {f"player{i}": x.nets.state_dict(0) for i, x in enumerate(learners)}, log
+    payload = {f"player{i}": x.nets.state_dict(0) for i, x in enumerate(learners)}
+    return relocate(payload, "cpu"), log  # CPU tensors: an artifact loads on any device

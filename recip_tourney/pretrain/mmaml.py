@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import yaml
 
-from recip_tourney.envs.ipd import STATES
+from recip_tourney.envs.ipd import STATES, upload
 from recip_tourney.envs.ipd_analytic import AnalyticIPD
 
 #: Opponents per initialisation and outer iteration in :func:`meta_train` (see its docstring).
@@ -37,7 +37,7 @@ def published_initialisations(dtype: torch.dtype = torch.float64) -> torch.Tenso
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if tuple(data["states"]) != STATES:
         raise ValueError(f"mmaml_published.yaml: states {data['states']} are not {STATES}")
-    logits = torch.tensor(data["logits"], dtype=dtype)
+    logits = torch.tensor(data["logits"], dtype=dtype, device="cpu")
     if logits.shape != (10, len(STATES)):
         raise ValueError(f"mmaml_published.yaml: logits of shape {tuple(logits.shape)}")
     return logits
@@ -83,10 +83,13 @@ def initial_meta_parameters(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``phi`` ~ N(0, 1), shape (n_inits, 5), then ``alpha`` ~ U(0, 1), shape (n_inits,).
 
-    Drawn in float64 and then cast, so runs in any dtype start from the same point.
+    Drawn in float64 on the generator's device (the CPU) and then cast, so runs in any
+    dtype start from the same point.
     """
-    phi = torch.randn(n_inits, len(STATES), generator=generator, dtype=torch.float64)
-    alpha = torch.rand(n_inits, generator=generator, dtype=torch.float64)
+    where = generator.device
+    phi = torch.randn(n_inits, len(STATES), generator=generator, dtype=torch.float64,
+                      device=where)
+    alpha = torch.rand(n_inits, generator=generator, dtype=torch.float64, device=where)
     return phi.to(dtype), alpha.to(dtype)
 
 
@@ -96,13 +99,16 @@ def sample_opponents(
     batch: int,
     init_std: float = 1.0,
     dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """N(0, init_std) opponent logits, state-major (5, n_inits * batch), block k for init k.
 
-    Drawn game by game, (n_inits * batch, 5), in float64 and then cast.
+    Drawn game by game, (n_inits * batch, 5), in float64 on the generator's device (the
+    CPU) and then cast, then copied to ``device``.
     """
-    draw = torch.randn(n_inits * batch, len(STATES), generator=generator, dtype=torch.float64)
-    return (init_std * draw).T.contiguous().to(dtype)
+    draw = torch.randn(n_inits * batch, len(STATES), generator=generator, dtype=torch.float64,
+                       device=generator.device)
+    return upload((init_std * draw).T.contiguous().to(dtype), device)
 
 
 def unroll_outer_loss(
@@ -142,7 +148,7 @@ def unroll_outer_loss(
     agent = phi.T.repeat_interleave(batch, dim=1)  # (5, n_inits * batch)
     agent_lr = alpha.repeat_interleave(batch)  # (n_inits * batch,), broadcast over states
     other = opponents
-    value = torch.zeros(n_inits * batch, dtype=phi.dtype)  # agent's V summed over steps
+    value = torch.zeros(n_inits * batch, dtype=phi.dtype, device=phi.device)  # V over steps
     other_value = torch.zeros_like(value)
     for _ in range(steps):
         view = env.evaluate(agent, other)
@@ -185,6 +191,7 @@ def meta_train(
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
     callback: Callable[[dict], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> MetaTrainResult:
     """Meta-train ``n_inits`` independent M-MAML initialisations at once (spec, section 4).
 
@@ -197,6 +204,10 @@ def meta_train(
 
     Everything is drawn from one ``torch.Generator`` seeded with ``seed`` (meta-parameters
     first, then each iteration's opponents), so a call is deterministic.
+
+    Device: the unrolls and Adam run on ``device``; the draws are made on the CPU and copied
+    over, the host reads back one log entry per outer iteration, and the result is on the
+    CPU.
 
     Threads: the run is single-threaded (``torch.set_num_threads(1)`` for its duration, the
     previous setting restored after). Thousands of tiny operations dominate the cost, so a
@@ -214,36 +225,35 @@ def meta_train(
     at lr 0.01; the sum (not mean) over the batch only scales the gradient, which Adam
     normalises away.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
     phi0, alpha0 = initial_meta_parameters(generator, n_inits, dtype)
-    phi = phi0.clone().requires_grad_(True)
-    alpha = alpha0.clone().requires_grad_(True)
+    phi = upload(phi0, device).clone().requires_grad_(True)
+    alpha = upload(alpha0, device).clone().requires_grad_(True)
     # Adam is elementwise and init k's loss depends only on (phi[k], alpha[k]); all inits
     # take the same number of steps, so one Adam over the stacked parameters makes exactly
     # the updates of n_inits separate optimisers.
     optimiser = torch.optim.Adam([phi, alpha], lr=outer_lr)
-    env = AnalyticIPD(gamma, dtype)
+    env = AnalyticIPD(gamma, dtype, device)
     log: list[dict] = []
     with _single_threaded():
         for iteration in range(iterations):
-            opponents = sample_opponents(generator, n_inits, batch, init_std, dtype)
+            opponents = sample_opponents(generator, n_inits, batch, init_std, dtype, device)
             out = unroll_outer_loss(
                 env, phi, alpha, opponents, steps=unroll, opponent_lr=opponent_lr
             )
             optimiser.zero_grad()
             out.loss.sum().backward()
             optimiser.step()
-            entry = {
-                "iteration": iteration,
-                "loss": out.loss.detach().mean().item(),
-                "reward": out.reward.item(),
-                "opponent_reward": out.opponent_reward.item(),
-            }
+            # one read-back per iteration, for the log (and the progress bar)
+            loss, reward, opponent_reward = torch.stack(
+                (out.loss.detach().mean(), out.reward, out.opponent_reward)).tolist()
+            entry = {"iteration": iteration, "loss": loss, "reward": reward,
+                     "opponent_reward": opponent_reward}
             log.append(entry)
             if callback is not None:
                 callback(entry)
     return MetaTrainResult(
-        logits=phi.detach().to(torch.float64).clone(),
-        own_lr=alpha.detach().to(torch.float64).clone(),
+        logits=phi.detach().to(device="cpu", dtype=torch.float64).clone(),
+        own_lr=alpha.detach().to(device="cpu", dtype=torch.float64).clone(),
         log=log,
     )

@@ -7,6 +7,10 @@ pairings with a meta-game agent such as M-FOS, played as its meta-game: both fro
 point). One unrecorded update comes first, as in the reference code's ``reset``. A match's
 reward is the mean over the recorded updates and over the batch of games; its cooperation
 statistics are those of the final policies.
+
+Everything of a match lives on the settings' ``device``; the initial logits are drawn from
+each seed's CPU generator and copied over, and the per-update records stay there as tensors
+until the match ends, when they come back to the host in one go.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from recip_tourney.agents.base import MatchContext, build_agent
+from recip_tourney.device import DeviceName, resolve_device
 from recip_tourney.envs.ipd import STATES
 from recip_tourney.envs.ipd_analytic import AnalyticIPD, View
 from recip_tourney.registry import register_game
@@ -36,6 +41,9 @@ class AnalyticSettings(BaseModel):
     warmup_updates: int = Field(1, ge=0, description="unrecorded updates at the start")
     init_std: float = Field(1.0, ge=0.0, description="std of learners' N(0, std) logits")
     dtype: Literal["float32", "float64"] = Field("float32", description="floating type")
+    device: DeviceName = Field(
+        "cpu", description="where tensors live: cpu, cuda, or auto (cuda when torch sees one)"
+    )
 
 
 _SUMMARY_KEYS = ("reward", "opponent_reward", "p_cooperate", "opponent_p_cooperate")
@@ -66,7 +74,7 @@ def _cooperation(view: View, n_seeds: int) -> dict[str, torch.Tensor]:
 def play_analytic(spec: MatchSpec) -> list[dict[str, Any]]:
     """Play every seed of ``spec`` as one batch; return one match record per seed."""
     s = AnalyticSettings(**spec.settings)
-    game = AnalyticIPD(s.gamma, getattr(torch, s.dtype))
+    game = AnalyticIPD(s.gamma, getattr(torch, s.dtype), resolve_device(s.device))
     first = build_agent(spec.game, spec.agent, game, s.init_std)
     second = build_agent(spec.game, spec.opponent, game, s.init_std)
     n = len(spec.seeds)
@@ -76,7 +84,7 @@ def play_analytic(spec: MatchSpec) -> list[dict[str, Any]]:
         player.prepare(MatchContext(role, spec.seeds, games, spec.artifacts.get(role, [])))
     starts_a, starts_b = [], []
     for slot in spec.seeds:
-        generator = torch.Generator().manual_seed(slot.seed)
+        generator = torch.Generator(device="cpu").manual_seed(slot.seed)
         starts_a.append(first.initial_logits(games, generator))
         starts_b.append(second.initial_logits(games, generator))
     theta_a, theta_b = torch.cat(starts_a, dim=1), torch.cat(starts_b, dim=1)
@@ -101,10 +109,13 @@ def play_analytic(spec: MatchSpec) -> list[dict[str, Any]]:
         final = game.evaluate(theta_a, theta_b)
         cooperation = {"agent": _cooperation(final, n), "opponent": _cooperation(final.flip(), n)}
 
-    per_update = torch.stack(summaries, dim=-1)  # (4, n, U)
+    # back to the host once, at the end of the match (no-ops on the CPU)
+    per_update = torch.stack(summaries, dim=-1).cpu()  # (4, n, U)
     per_update[2:].clamp_(0.0, 1.0)  # probabilities: float32 rounding can reach 1 + 1e-7
     stacked = dict(zip(_SUMMARY_KEYS, per_update.unbind(0), strict=True))  # each (n, U)
-    stacked.update({key: torch.stack(values, dim=1) for key, values in curves.items()})
+    stacked.update({key: torch.stack(values, dim=1).cpu() for key, values in curves.items()})
+    cooperation = {side: {state: v.cpu() for state, v in stats.items()}
+                   for side, stats in cooperation.items()}
     return [
         match_record(
             spec,

@@ -9,20 +9,28 @@ under the same code (the package's sources and the torch version), deleted once 
 unit's records are stored, and ignored (with the match replayed from its start) whenever it
 cannot be used. Restoring it continues the exact computation: the resumed match's records
 are bit-identical to an uninterrupted one's (``tests/test_checkpoints.py``).
+
+A checkpoint does not depend on the device it was written on: it is read onto the CPU, and
+:func:`relocate` moves the restored state to the run's device (tensors, optimiser state and
+every ``torch.device`` the objects hold), so a match checkpointed on a GPU resumes on the
+CPU and the other way round.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import os
 import time
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 
 from recip_tourney import __version__
 from recip_tourney.tournament.schedule import MatchSpec, stable_hash
@@ -138,3 +146,96 @@ class MatchCheckpoint:
 def discard(directory: str | Path, match_ids: list[str] | tuple[str, ...]) -> None:
     """Delete the checkpoint of the unit that played ``match_ids`` (its records are stored)."""
     checkpoint_path(directory, match_ids).unlink(missing_ok=True)
+
+
+# -- moving a restored state to another device --------------------------------------------
+
+
+def relocate(state: Any, device: torch.device | str) -> Any:
+    """``state`` with every tensor on ``device`` and every ``torch.device`` it holds replaced
+    by ``device``: what a checkpoint read onto the CPU needs to resume on the run's device.
+
+    Walks dicts, lists, tuples (named ones too), deques, ``torch.optim`` optimisers and the
+    attributes of the package's own objects; leaves everything else (random generators,
+    which stay on the CPU, settings, plain values) as it is. Tensors that share a storage
+    (views of one flat parameter tensor) still share one after the move; a tensor already
+    on ``device`` is kept as it is (so on the same device nothing is copied). Containers
+    are rebuilt (shared ones stay shared); the package's objects are updated in place. An
+    optimiser's state follows its parameters as ``Optimizer.load_state_dict`` moves it
+    (Adam keeps its step counters on the CPU).
+    """
+    return _Relocation(torch.device(device)).visit(state)
+
+
+class _Relocation:
+    """One :func:`relocate` walk: what was moved, by object and by storage."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.memo: dict[int, Any] = {}
+        self.storages: dict[tuple[str, int, int], torch.UntypedStorage] = {}
+
+    def visit(self, obj: Any) -> Any:
+        key = id(obj)
+        if key in self.memo:
+            return self.memo[key]
+        if isinstance(obj, torch.Tensor):
+            out = self.memo[key] = self.tensor(obj)
+        elif isinstance(obj, torch.device):
+            out = self.device
+        elif isinstance(obj, torch.optim.Optimizer):
+            out = self.optimizer(obj)
+        elif isinstance(obj, dict | list | deque):
+            out = self.memo[key] = copy.copy(obj)  # before the items: cycles end here
+            items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+            for k, value in list(items):
+                out[k] = self.visit(value)
+        elif isinstance(obj, tuple):
+            items = [self.visit(value) for value in obj]
+            out = type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+            self.memo[key] = out
+        elif self.owned(obj):
+            out = self.memo[key] = obj
+            for name, value in list(vars(obj).items()):
+                moved = self.visit(value)
+                if moved is not value:
+                    object.__setattr__(obj, name, moved)  # frozen dataclasses too
+        else:
+            out = obj
+        return out
+
+    @staticmethod
+    def owned(obj: Any) -> bool:
+        """Whether ``obj`` is one of the package's objects with attributes to walk."""
+        return (type(obj).__module__.startswith("recip_tourney.") and hasattr(obj, "__dict__")
+                and not isinstance(obj, type | BaseModel))
+
+    def tensor(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` on the target device, on the moved copy of its storage."""
+        if tensor.device == self.device:
+            return tensor
+        storage = tensor.untyped_storage()
+        key = (str(tensor.device), storage.data_ptr(), storage.nbytes())
+        moved = self.storages.get(key)
+        if moved is None:
+            raw = torch.empty(0, dtype=torch.uint8, device=tensor.device).set_(storage)
+            moved = self.storages[key] = raw.to(self.device).untyped_storage()
+        out = torch.empty(0, dtype=tensor.dtype, device=self.device).set_(
+            moved, tensor.storage_offset(), tensor.size(), tensor.stride())
+        if isinstance(tensor, torch.nn.Parameter):
+            out = torch.nn.Parameter(out, requires_grad=tensor.requires_grad)
+        elif tensor.requires_grad and tensor.is_leaf:
+            out.requires_grad_(True)
+        if tensor.grad is not None:
+            out.grad = self.tensor(tensor.grad)
+        return out
+
+    def optimizer(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """``optimizer`` on the moved parameters, its state moved as it loads it."""
+        self.memo[id(optimizer)] = optimizer
+        saved = optimizer.state_dict()
+        for group in optimizer.param_groups:
+            group["params"] = [self.visit(p) for p in group["params"]]
+        optimizer.state = defaultdict(dict)
+        optimizer.load_state_dict(saved)
+        return optimizer

@@ -26,13 +26,14 @@ from recip_tourney.agents.coins_agent import (
     CoinsSetup,
     CoinsStep,
     build_coins_agent,
+    upload,
 )
 from recip_tourney.agents.coins_influence import CoinsVoI
 from recip_tourney.agents.coins_influence_q import FutureQInfluence
 from recip_tourney.device import DeviceName, resolve_device
 from recip_tourney.envs import coins as env
 from recip_tourney.registry import register_game
-from recip_tourney.tournament.checkpoint import MatchCheckpoint
+from recip_tourney.tournament.checkpoint import MatchCheckpoint, relocate
 from recip_tourney.tournament.match import SidePool, release_free_memory
 from recip_tourney.tournament.records import match_record
 from recip_tourney.tournament.schedule import MatchSpec
@@ -124,17 +125,20 @@ class CoinsSettings(BaseModel):
 
 
 def _uniform(generators: list[torch.Generator], shape: tuple[int, ...], dtype) -> torch.Tensor:
-    """Uniform draws of shape ``(S, *shape)``, seed s from its own generator."""
-    return torch.stack([torch.rand(shape, generator=g, dtype=dtype) for g in generators])
+    """Uniform draws of shape ``(S, *shape)``, seed s from its own generator (on the CPU)."""
+    return torch.stack([torch.rand(shape, generator=g, dtype=dtype, device=g.device)
+                        for g in generators])
 
 
 def build_estimator(settings: CoinsSettings, generators: list[torch.Generator],
-                    dtype: torch.dtype) -> CoinsVoI | FutureQInfluence:
-    """The match's shared influence estimator (:attr:`CoinsSettings.estimator`)."""
+                    dtype: torch.dtype, device: torch.device | str = "cpu"
+                    ) -> CoinsVoI | FutureQInfluence:
+    """The match's shared influence estimator (:attr:`CoinsSettings.estimator`) on
+    ``device``."""
     common = settings.influence.model_dump(
         include={"gamma", "lr", "samples", "minibatch", "epochs", "buffer_episodes", "period",
                  "hidden"})
-    common.update(init_episodes=settings.init_episodes, dtype=dtype)
+    common.update(init_episodes=settings.init_episodes, dtype=dtype, device=device)
     if settings.estimator == "transition":
         return CoinsVoI(generators, channels=settings.influence.channels,
                         time_feature=settings.influence.time_feature,
@@ -149,6 +153,12 @@ class CoinsMatch:
     With a :class:`~recip_tourney.tournament.match.SidePool` of several threads, the two
     agents' end-of-episode updates and the estimator's model groups run side by side; every
     number is the same as with one thread.
+
+    Everything lives on ``settings.device`` but the seeds' generators: an episode's draws
+    (start cells, respawn cells, the agents' uniform noise) are made on the CPU, seed by
+    seed, and copied over in one go, so a seed's games do not depend on the device or on
+    its batch-mates. Nothing in an episode waits for the device until its statistics are
+    read (by :func:`play_coins`, once per episode).
     """
 
     def __init__(self, spec: MatchSpec, settings: CoinsSettings, pool: SidePool | None = None):
@@ -168,7 +178,8 @@ class CoinsMatch:
         )  # fmt: skip
         self.estimator = None
         if any(p.uses_influence for p in self.players):
-            self.estimator = build_estimator(settings, self.generators, self.dtype)
+            self.estimator = build_estimator(settings, self.generators, self.dtype,
+                                             self.device)
         self.episode = 0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -184,12 +195,12 @@ class CoinsMatch:
         s, gens, seeds = self.s, self.generators, len(self.generators)
         self.episode += 1
         cells = s.grid * s.grid
-        state = env.reset(env.draw_cells(gens, (s.batch, 2 * PLAYERS), cells), PLAYERS)
+        start = env.draw_cells(gens, (s.batch, 2 * PLAYERS), cells)  # on the CPU
         noise = _uniform(gens, (s.steps, PLAYERS, s.batch), self.dtype)  # (S, T, n, B)
         respawn = env.draw_cells(gens, (s.steps, s.batch, PLAYERS), cells)  # (S, T, B, n)
-        noise = noise.to(self.device)
-        respawn = respawn.to(self.device)
-        state = env.CoinsState(state.agents.to(self.device), state.coins.to(self.device))
+        state = env.reset(upload(start, self.device), PLAYERS)
+        noise = upload(noise, self.device)
+        respawn = upload(respawn, self.device)
         obs_log = torch.empty(s.steps, PLAYERS, seeds, s.batch, 2 * PLAYERS, s.grid, s.grid,
                               dtype=self.dtype, device=self.device)
         labels = torch.empty(s.steps + 1, seeds, s.batch, 2 * PLAYERS, dtype=torch.long,
@@ -284,13 +295,17 @@ def play_coins(spec: MatchSpec) -> list[dict[str, Any]]:
             match = CoinsMatch(spec, s, pool)
             curves: dict[str, list[torch.Tensor]] = defaultdict(list)
         else:  # resume between two episodes, exactly where the checkpoint left off
-            match, curves = saved["match"], saved["curves"]
+            # (read onto the CPU; the match moves to this run's device, the curves stay)
+            match, curves = relocate(saved["match"], resolve_device(s.device)), saved["curves"]
             match.pool = pool
         for episode in range(match.episode, s.episodes):
             if episode % TRIM_EVERY == 0:
                 release_free_memory()
-            for key, value in match.play_episode().items():
-                curves[key].append(value.detach().double().cpu())
+            stats = match.play_episode()
+            # one copy to the host per episode (the only wait for the device)
+            values = torch.stack([v.detach().double() for v in stats.values()]).cpu()
+            for key, value in zip(stats, values, strict=True):
+                curves[key].append(value)
             if checkpoint is not None and episode + 1 < s.episodes and checkpoint.due():
                 checkpoint.save({"match": match, "curves": curves}, episodes=match.episode)
     finally:

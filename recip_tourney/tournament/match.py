@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from recip_tourney import registry
+from recip_tourney.device import describe, resolve_device
 from recip_tourney.tournament.records import failed_record, nonfinite_reward
 from recip_tourney.tournament.schedule import MatchSpec
 
@@ -84,24 +85,31 @@ class SidePool:
 
 
 @contextmanager
-def worker_numerics() -> Iterator[None]:
+def worker_numerics(device: torch.device | str = "cpu") -> Iterator[None]:
     """One torch thread and flush-to-zero for denormal floats, for the duration of a match.
 
     Parallelism comes from joblib workers; one thread each keeps ``--jobs N`` from
     oversubscribing the cores and keeps results identical whatever N is. Learners drive
     sigmoids into saturation, and products of tiny probabilities fall below 1e-38 (float32
     denormals), which the CPU handles tens of times slower; flushing them to zero changes no
-    number above that scale and makes long runs about 25% faster. Restored on exit, so a
-    caller's own process is left as it was (flush-to-zero is off by default).
+    number above that scale and makes long runs about 25% faster. On cuda, torch's
+    deterministic algorithms are on (a scatter-add then sums in a fixed order, so the same
+    seed gives the same numbers run after run). Restored on exit, so a caller's own process
+    is left as it was (flush-to-zero is off by default).
     """
     threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
+    if torch.device(device).type == "cuda":
+        torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
         torch.set_flush_denormal(False)
         torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def play_match(spec: MatchSpec) -> list[dict[str, Any]]:
@@ -113,7 +121,9 @@ def play_match(spec: MatchSpec) -> list[dict[str, Any]]:
     """
     start = time.perf_counter()
     try:
-        with worker_numerics():
+        device = resolve_device(spec.settings.get("device", "cpu"))
+        where = describe(device)
+        with worker_numerics(device):
             records = registry.game(spec.game).play(spec)
     except Exception as exc:  # noqa: BLE001 - any error fails this match only, and is kept
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -127,4 +137,5 @@ def play_match(spec: MatchSpec) -> list[dict[str, Any]]:
             records[i] = failed_record(spec, slots[record["match_id"]],
                                        f"non-finite reward: {problem}")
         records[i]["elapsed_s"] = elapsed / len(records)
+        records[i].update(where)
     return records

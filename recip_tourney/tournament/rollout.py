@@ -8,19 +8,27 @@ A match's reward is the average reward per step over the last ``table_last`` epi
 all of them, when fewer);
 its cooperation statistics are the realised P(cooperate) over those episodes and the final
 policies' P(cooperate | state).
+
+Everything of a match lives on the settings' ``device``. Each seed's draws come from its own
+CPU generator (so a seed's games do not depend on its batch-mates or on the device) and an
+episode's noise is copied over in one go; the per-episode records stay on the device as
+tensors until the match ends, when they come back to the host at once.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from recip_tourney.agents.rollout import EpisodeView, RolloutAgent, build_rollout_agent
+from recip_tourney.device import DeviceName, resolve_device
 from recip_tourney.envs import ipd_rollout as env
-from recip_tourney.envs.ipd import STATES
+from recip_tourney.envs.ipd import STATES, upload
 from recip_tourney.registry import register_game
 from recip_tourney.tournament.match import release_free_memory
 from recip_tourney.tournament.records import match_record
@@ -42,12 +50,51 @@ class RolloutSettings(BaseModel):
         100, gt=0, description="final episodes averaged in the tables (at most all episodes)"
     )
     dtype: Literal["float32", "float64"] = Field("float32", description="floating type")
+    device: DeviceName = Field(
+        "cpu", description="where tensors live: cpu, cuda, or auto (cuda when torch sees one)"
+    )
 
 
-def _noise(generators: list[torch.Generator], steps: int, batch: int, dtype) -> torch.Tensor:
-    """Uniform draws of one episode, (2 players, T, S, B), each seed from its own generator."""
-    draws = [torch.rand(2, steps, batch, generator=g, dtype=dtype) for g in generators]
+def _draws(
+    generators: list[torch.Generator], steps: int, batch: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """Uniform draws of one episode, (2 players, T, S, B), each seed from its own generator
+    (on the CPU)."""
+    draws = [torch.rand(2, steps, batch, generator=g, dtype=dtype, device=g.device)
+             for g in generators]
     return torch.stack(draws, dim=2)
+
+
+def _noise(
+    generators: list[torch.Generator], steps: int, batch: int, dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """:func:`_draws` copied to ``device`` at once."""
+    return upload(_draws(generators, steps, batch, dtype), device)
+
+
+def episode_noises(
+    generators: list[torch.Generator], steps: int, batch: int, dtype: torch.dtype,
+    device: torch.device, episodes: int, prefetch: bool | None = None,
+) -> Iterator[torch.Tensor]:
+    """Each episode's :func:`_draws` on ``device``, in order.
+
+    With ``prefetch`` (default: on a GPU) the next episode's draws are made on a helper
+    thread (CPU work only) while this one is played (drawing is a good part of the host's
+    time per episode there): the same draws in the same order, as nothing else draws from
+    the seeds' generators once the players are built.
+    """
+    if not (device.type == "cuda" if prefetch is None else prefetch):
+        for _ in range(episodes):
+            yield _noise(generators, steps, batch, dtype, device)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_draws, generators, steps, batch, dtype)
+        for episode in range(episodes):
+            host = pending.result()
+            if episode + 1 < episodes:
+                pending = pool.submit(_draws, generators, steps, batch, dtype)
+            yield upload(host, device)
 
 
 def play_episode(
@@ -57,11 +104,13 @@ def play_episode(
     batch: int,
     dtype: torch.dtype,
     policies: tuple[torch.Tensor, torch.Tensor] | None = None,
+    noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Play one episode of S x B games.
 
     ``policies`` are the players' :meth:`~RolloutAgent.p_cooperate` tables when the caller
-    already has them (they do not change within an episode).
+    already has them (they do not change within an episode); ``noise`` the episode's
+    :func:`_draws` when the caller made them. The games are played on the players' device.
 
     Returns
     -------
@@ -71,24 +120,27 @@ def play_episode(
         Both players' actions, by slot.
     rewards : Tensor, (T, 2, S, B)
     """
-    seeds = len(generators)
-    noise = _noise(generators, steps, batch, dtype)
+    seeds, device = len(generators), players[0].device
+    if noise is None:
+        noise = _noise(generators, steps, batch, dtype, device)
     if policies is None:
         policies = (players[0].p_cooperate(), players[1].p_cooperate())
     for p in players:
         p.begin_episode()
-    obs_log = torch.empty(steps, seeds, batch, dtype=torch.long)
-    defects = torch.empty(steps, 2, seeds, batch, dtype=torch.bool)
-    obs = (env.initial_observation((seeds, batch)),) * 2
-    with torch.no_grad():
+    obs = (env.initial_observation((seeds, batch), device),) * 2
+    seen: list[torch.Tensor] = []
+    defects: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+    with torch.no_grad():  # the steps' tensors are stacked at the end: fewer kernels per step
         for t in range(steps):
-            obs_log[t] = obs[0]
+            seen.append(obs[0])
             d0 = players[0].act(obs[0], noise[0, t], policies[0])
             d1 = players[1].act(obs[1], noise[1, t], policies[1])
-            defects[t, 0], defects[t, 1] = d0, d1
+            defects[0].append(d0)
+            defects[1].append(d1)
             a0, a1 = d0.long(), d1.long()
             obs = env.observation(a0, a1), env.observation(a1, a0)
-    actions = defects.long()
+    obs_log = torch.stack(seen)
+    actions = torch.stack((torch.stack(defects[0]), torch.stack(defects[1])), 1).long()
     own, other = actions[:, 0], actions[:, 1]
     rewards = torch.stack((env.rewards(own, other, dtype), env.rewards(other, own, dtype)), 1)
     return obs_log, actions, rewards
@@ -106,23 +158,24 @@ def play_episode(
 def play_rollout(spec: MatchSpec) -> list[dict[str, Any]]:
     """Play every seed of ``spec`` as one batch; return one match record per seed."""
     s = RolloutSettings(**spec.settings)
-    dtype = getattr(torch, s.dtype)
-    generators = [torch.Generator().manual_seed(slot.seed) for slot in spec.seeds]
+    dtype, device = getattr(torch, s.dtype), resolve_device(s.device)
+    generators = [torch.Generator(device="cpu").manual_seed(slot.seed) for slot in spec.seeds]
     players = (
-        build_rollout_agent(spec.game, spec.agent.name, spec.agent.params, generators, dtype),
+        build_rollout_agent(spec.game, spec.agent.name, spec.agent.params, generators, dtype,
+                            device),
         build_rollout_agent(spec.game, spec.opponent.name, spec.opponent.params, generators,
-                            dtype),
+                            dtype, device),
     )
     curves: dict[str, list[torch.Tensor]] = defaultdict(list)
-    for episode in range(s.episodes):
+    noises = episode_noises(generators, s.steps, s.batch, dtype, device, s.episodes)
+    for episode, noise in enumerate(noises):
         if episode % TRIM_EVERY == 0:
             release_free_memory()
         policies = (players[0].p_cooperate(), players[1].p_cooperate())
         for prefix, policy in zip(("", "opponent_"), policies, strict=True):
-            for i, state in enumerate(STATES):
-                curves[f"{prefix}p_cooperate_{state}"].append(policy[:, i].double())
+            curves[f"{prefix}policy"].append(policy.double())  # (S, 5): split at the end
         obs, actions, rewards = play_episode(players, generators, s.steps, s.batch, dtype,
-                                             policies)
+                                             policies, noise)
         for slot, prefix in ((0, ""), (1, "opponent_")):
             curves[f"{prefix}reward"].append(env.seed_means(rewards[:, slot]))
             curves[f"{prefix}p_cooperate"].append(1.0 - env.seed_means(actions[:, slot]))
@@ -133,9 +186,17 @@ def play_rollout(spec: MatchSpec) -> list[dict[str, Any]]:
         for prefix, player, view in zip(("agent", "opponent"), players, views, strict=True):
             for key, value in player.end_episode(view).items():
                 curves[f"{prefix}.{key}"].append(value.double())
-    stacked = {key: torch.stack(values, dim=1) for key, values in curves.items()}  # (S, E)
+    # back to the host once, at the end of the match (no-ops on the CPU)
+    stacked = {}
+    for key, values in curves.items():
+        series = torch.stack(values, dim=1).cpu()  # (S, E), policies (S, E, 5)
+        if key.endswith("policy"):
+            for i, state in enumerate(STATES):
+                stacked[f"{key.removesuffix('policy')}p_cooperate_{state}"] = series[..., i]
+        else:
+            stacked[key] = series
     last = slice(max(0, s.episodes - s.table_last), s.episodes)
-    finals = [p.p_cooperate().double() for p in players]
+    finals = [p.p_cooperate().double().cpu() for p in players]
     records = []
     for i, slot in enumerate(spec.seeds):
         cooperation = {

@@ -29,6 +29,7 @@ from rich.console import Console
 from recip_tourney import __version__, registry
 from recip_tourney.agents.base import PairingContext, agent_class
 from recip_tourney.config import Config
+from recip_tourney.device import describe
 from recip_tourney.pretrain.artifacts import ArtifactSpec, ensure
 from recip_tourney.pretrain.cache import ArtifactCache
 from recip_tourney.progress import progress_bar
@@ -104,7 +105,8 @@ def attach_artifacts(
     wanted = [a for need in needs for role in need.values() for a in role]
     if not wanted:
         return specs
-    payloads = ensure(wanted, cache, train=train, console=console, progress=progress)
+    payloads = ensure(wanted, cache, train=train, console=console, progress=progress,
+                      device=config.device)
     return [
         replace(
             spec,
@@ -137,7 +139,8 @@ def manifest_for(config: Config, specs: list[MatchSpec], jobs: int, backend: str
             for spec in specs
             for s in spec.seeds
         ],
-        "runs": [{"started": now, "argv": sys.argv[1:], "jobs": jobs, "backend": backend}],
+        "runs": [{"started": now, "argv": sys.argv[1:], "jobs": jobs, "backend": backend,
+                  **describe(config.device)}],
     }
 
 
