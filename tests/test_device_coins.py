@@ -46,6 +46,8 @@ from recip_tourney.tournament.checkpoint import relocate
 from recip_tourney.tournament.coins import CoinsMatch, CoinsSettings, play_coins
 from recip_tourney.tournament.match import worker_numerics
 from recip_tourney.tournament.runner import attach_artifacts, schedule
+from tests.test_checkpoints import KilledError
+from tests.test_checkpoints import interrupt_after as stop_after
 
 GAME = "coins"
 CUDA = "cuda"
@@ -273,26 +275,6 @@ def test_a_seed_alone_is_the_same_seed_in_a_batch_of_eight_on_cuda(grid):
         batch = play_coins(make_spec("reciprocator", "nl", seeds=tuple(range(10, 18)),
                                      grid=grid, device=CUDA))
     assert_records_close([alone], [batch[3]], 1e-6)
-
-
-class KilledError(Exception):
-    """Stands for a kill between two episodes."""
-
-
-def stop_after(monkeypatch: pytest.MonkeyPatch, episodes: int) -> list[int]:
-    """Make matches raise once ``episodes`` episodes were played; the episodes played."""
-    played: list[int] = []
-    real = CoinsMatch.play_episode
-
-    def play_episode(self):  # noqa: ANN001, ANN202
-        if len(played) == episodes:
-            raise KilledError
-        out = real(self)
-        played.append(self.episode)
-        return out
-
-    monkeypatch.setattr(CoinsMatch, "play_episode", play_episode)
-    return played
 
 
 @gpu

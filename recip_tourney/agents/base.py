@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from recip_tourney import registry
-from recip_tourney.envs.ipd import upload
+from recip_tourney.device import upload
 from recip_tourney.envs.ipd_analytic import AnalyticIPD, View
 
 if TYPE_CHECKING:

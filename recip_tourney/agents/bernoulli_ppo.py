@@ -37,7 +37,8 @@ from torch.nn import functional
 
 from recip_tourney.agents.flat_adam import adam_update
 from recip_tourney.agents.returns import discounted_returns
-from recip_tourney.envs.ipd import STATES, upload
+from recip_tourney.device import upload
+from recip_tourney.envs.ipd import STATES
 from recip_tourney.envs.ipd_rollout import OBSERVATION_FEATURES, per_seed
 
 N_STATES, N_ACTIONS = len(STATES), 2

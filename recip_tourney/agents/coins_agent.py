@@ -123,33 +123,8 @@ class CoinsEpisode:
         return self.rewards[:, self.me]
 
 
-def upload(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """``tensor`` (on the CPU: draws of the seeds' generators, index plans) on ``device``.
-
-    A plain copy to a GPU first waits for all the work queued there; this one is made from
-    pinned memory, asynchronously (the pinned block is kept until the copy is done), so
-    the host keeps queueing work. Elsewhere it is ``tensor.to(device)``.
-    """
-    device = torch.device(device)
-    if device.type != "cuda":
-        return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)
 
 
-def check(condition: torch.Tensor, message: str) -> None:
-    """Raise ``ValueError(message)`` where the one-element boolean ``condition`` is False,
-    without a host synchronisation on an accelerator.
-
-    On the CPU the check is immediate (a ValueError, as any argument check). On a GPU it is
-    ``torch._assert_async``: the step goes on without waiting for the device, and a failed
-    check surfaces as a device-side assertion at the next synchronisation (the end of the
-    episode at the latest), which aborts the match.
-    """
-    if condition.device.type == "cpu":
-        if not bool(condition):
-            raise ValueError(message)
-    else:
-        torch._assert_async(condition, message)
 
 
 class CoinsAgent(Pretrainable, ABC):

@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from recip_tourney.agents.coins_agent import upload
 from recip_tourney.agents.default_init import default_bias, kaiming_weight
 from recip_tourney.agents.influence_schedule import fit_due
 from recip_tourney.agents.returns import discounted_returns
+from recip_tourney.device import upload
 
 if TYPE_CHECKING:
     from recip_tourney.tournament.match import SidePool

@@ -21,8 +21,8 @@ import functools
 
 import torch
 
-from recip_tourney.agents.coins_agent import check
 from recip_tourney.agents.torus_conv import torus_shift
+from recip_tourney.device import check
 from recip_tourney.envs import coins as env
 
 OBS_CHANNELS = 4
@@ -80,7 +80,7 @@ def start_code() -> int:
 def codes_of(own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """The codes (long, same shape) of a previous step's rewards ``own`` and ``other``
     (checked without a host synchronisation on a GPU:
-    :func:`~recip_tourney.agents.coins_agent.check`)."""
+    :func:`~recip_tourney.device.check`)."""
     pairs = reward_levels(own.device)[:-1, :2]
     pair = torch.stack((own, other), dim=-1).to(torch.float64)
     match = (pair.unsqueeze(-2) == pairs).all(-1)

@@ -40,7 +40,6 @@ from typing import Any
 import torch
 from torch.nn import functional
 
-from recip_tourney.agents.coins_agent import check
 from recip_tourney.agents.coins_gru import ConvGRUNets, WorkingWeights
 from recip_tourney.agents.coins_gru_passes import (
     Workspace,
@@ -52,6 +51,7 @@ from recip_tourney.agents.coins_gru_passes import (
 from recip_tourney.agents.coins_ppo_graph import EpochGradient, graphs_enabled
 from recip_tourney.agents.flat_adam import adam_update
 from recip_tourney.agents.returns import discounted_returns
+from recip_tourney.device import check
 
 __all__ = ["TABLE_LIMIT", "CoinsPPO", "ConvGRUNets"]
 
@@ -77,7 +77,7 @@ class CoinsPPO:
         :mod:`recip_tourney.agents.coins_gru`);
         None chooses it when there are at most :data:`TABLE_LIMIT` of them. In table mode
         observations must be one-hot in every channel (checked without waiting for the
-        device: see :func:`~recip_tourney.agents.coins_agent.check`).
+        device: see :func:`~recip_tourney.device.check`).
     """
 
     def __init__(

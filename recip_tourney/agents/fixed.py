@@ -12,7 +12,8 @@ from pydantic import Field
 
 from recip_tourney.agents.base import AnalyticAgent, NoParams, Params
 from recip_tourney.agents.rollout import EpisodeView, RolloutAgent
-from recip_tourney.envs.ipd import DEFECT, STATES, memory_one_logits, upload
+from recip_tourney.device import upload
+from recip_tourney.envs.ipd import DEFECT, STATES, memory_one_logits
 from recip_tourney.envs.ipd_analytic import View
 from recip_tourney.registry import register_agent
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from recip_tourney.agents.returns import discounted_returns
-from recip_tourney.envs.ipd import upload
+from recip_tourney.device import upload
 
 _LOG_2PI = math.log(2 * math.pi)
 #: Rows per chunk of :meth:`GaussianPPO.gradient` on the CPU (cache-sized) and on a GPU.

@@ -40,7 +40,6 @@ from typing import Any
 
 import torch
 
-from recip_tourney.agents.coins_agent import upload
 from recip_tourney.agents.default_init import default_bias, kaiming_weight
 from recip_tourney.agents.influence_critic import (
     CRITIC_BLOCKS,
@@ -64,6 +63,7 @@ from recip_tourney.agents.influence_features import (
     state_labels,
     with_one,
 )
+from recip_tourney.device import upload
 
 #: Model names, in the reference's fitting order.
 MODELS = ("V", "R", "R-0", "R-1", "P", "P-0", "P-1")

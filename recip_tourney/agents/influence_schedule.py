@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from recip_tourney.agents.coins_agent import upload
 from recip_tourney.agents.influence_models import MODELS
+from recip_tourney.device import upload
 
 
 def fit_due(episode: int, init_episodes: int = 2, period: int = 2) -> bool:

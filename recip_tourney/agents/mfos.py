@@ -15,7 +15,7 @@ from recip_tourney.agents.base import (
     agent_class,
 )
 from recip_tourney.agents.gaussian_ppo import GaussianActorCritic
-from recip_tourney.envs.ipd import upload
+from recip_tourney.device import upload
 from recip_tourney.envs.ipd_analytic import View
 from recip_tourney.pretrain import mfos as training
 from recip_tourney.pretrain.artifacts import ArtifactSpec

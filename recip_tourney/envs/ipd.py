@@ -64,17 +64,6 @@ def swap_state_index(device: torch.device | str) -> torch.Tensor:
     return constant(SWAP_STATE, torch.long, device)
 
 
-def upload(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """``tensor`` (on the CPU: draws of the seeds' generators) on ``device``.
-
-    A plain copy to a GPU first waits for all the work queued there; this one goes through
-    pinned memory, asynchronously (the pinned block is kept until the copy is done), so
-    the host keeps queueing work. On the CPU it is ``tensor`` itself.
-    """
-    device = torch.device(device)
-    if device.type != "cuda":
-        return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def outcome_rewards(

@@ -31,7 +31,7 @@ import torch
 
 from recip_tourney.agents.base import AnalyticAgent, MatchContext, build_agent
 from recip_tourney.agents.gaussian_ppo import GaussianActorCritic, GaussianPPO, Rollout
-from recip_tourney.envs.ipd import upload
+from recip_tourney.device import upload
 from recip_tourney.envs.ipd_analytic import AnalyticIPD
 from recip_tourney.pretrain.artifacts import ArtifactSpec, Training, register_trainer
 from recip_tourney.tournament.schedule import Player

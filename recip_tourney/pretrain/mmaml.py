@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 import yaml
 
-from recip_tourney.envs.ipd import STATES, upload
+from recip_tourney.device import upload
+from recip_tourney.envs.ipd import STATES
 from recip_tourney.envs.ipd_analytic import AnalyticIPD
 
 #: Opponents per initialisation and outer iteration in :func:`meta_train` (see its docstring).

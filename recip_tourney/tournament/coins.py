@@ -26,11 +26,10 @@ from recip_tourney.agents.coins_agent import (
     CoinsSetup,
     CoinsStep,
     build_coins_agent,
-    upload,
 )
 from recip_tourney.agents.coins_influence import CoinsVoI
 from recip_tourney.agents.coins_influence_q import FutureQInfluence
-from recip_tourney.device import DeviceName, resolve_device
+from recip_tourney.device import DeviceName, resolve_device, upload
 from recip_tourney.envs import coins as env
 from recip_tourney.registry import register_game
 from recip_tourney.tournament.checkpoint import MatchCheckpoint, relocate

@@ -26,9 +26,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from recip_tourney.agents.rollout import EpisodeView, RolloutAgent, build_rollout_agent
-from recip_tourney.device import DeviceName, resolve_device
+from recip_tourney.device import DeviceName, resolve_device, upload
 from recip_tourney.envs import ipd_rollout as env
-from recip_tourney.envs.ipd import STATES, upload
+from recip_tourney.envs.ipd import STATES
 from recip_tourney.registry import register_game
 from recip_tourney.tournament.match import release_free_memory
 from recip_tourney.tournament.records import match_record
