@@ -211,6 +211,11 @@ def run_tournament(
         if moved is not None:  # the lock moved with the old directory: lock the new one
             held.enter_context(store.lock())
         store.sign_lock()
+        # a run killed while writing a checkpoint leaves its temporary file; the lock says
+        # that no other run writes here, so it is stale
+        folder = store.path / checkpoint.FOLDER
+        for stale in folder.glob(".*.tmp") if folder.is_dir() else ():
+            stale.unlink(missing_ok=True)
         stored, corrupt = store.finished(config.settings_hash)
         done, failed = stored.done, stored.failed
         if retry_failed:
@@ -233,7 +238,6 @@ def run_tournament(
             # soft_wrap: a notice names files; never break a path across lines.
             console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)
         if pending:
-            folder = store.path / checkpoint.FOLDER
             every = 60.0 * checkpoint_minutes if checkpoint_minutes > 0 else math.inf
             pending = [replace(unit, checkpoints=str(folder), checkpoint_every_s=every)
                        for unit in pending]
